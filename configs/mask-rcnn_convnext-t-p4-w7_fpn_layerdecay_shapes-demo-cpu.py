@@ -1,0 +1,67 @@
+# CPU demo: mmdet's Mask R-CNN ConvNeXt-T config with layerdecay_plugin's
+# constructor, trained for 30 iterations on the synthetic shapes dataset that
+# `make demo` generates (tools/make_shapes_coco.py). No download: the
+# backbone starts from random weights (init_cfg=None).
+_base_ = ['mmdet::convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py']
+
+custom_imports = dict(
+    imports=['mmpretrain.models', 'layerdecay_plugin'],
+    allow_failed_imports=False)
+
+data_root = 'data/shapes/'
+metainfo = dict(classes=('square', 'circle', 'triangle'))
+max_iters = 30
+
+model = dict(
+    backbone=dict(init_cfg=None, drop_path_rate=0.1),
+    roi_head=dict(
+        bbox_head=dict(num_classes=3), mask_head=dict(num_classes=3)))
+
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='Resize', scale=(256, 256), keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs')
+]
+train_dataloader = dict(
+    batch_size=2,
+    num_workers=0,
+    persistent_workers=False,
+    dataset=dict(
+        data_root=data_root,
+        metainfo=metainfo,
+        ann_file='annotations/train.json',
+        data_prefix=dict(img='images/'),
+        pipeline=train_pipeline))
+val_dataloader = None
+val_evaluator = None
+val_cfg = None
+test_dataloader = None
+test_evaluator = None
+test_cfg = None
+
+train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=10),
+    dict(
+        type='MultiStepLR',
+        by_epoch=False,
+        begin=0,
+        end=max_iters,
+        milestones=[24],
+        gamma=0.1)
+]
+
+optim_wrapper = dict(
+    type='OptimWrapper',  # AmpOptimWrapper needs a GPU
+    constructor='LayerDecayOptimWrapperConstructor',
+    paramwise_cfg=dict(decay_rate=0.95, decay_type='layer_wise', num_layers=6),
+    optimizer=dict(lr=2e-4))
+
+default_hooks = dict(
+    logger=dict(type='LoggerHook', interval=5),
+    checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters))
+custom_hooks = [dict(type='LayerDecayLrHook', layers='ends')]
+log_processor = dict(by_epoch=False)
+env_cfg = dict(cudnn_benchmark=False)

@@ -1,0 +1,25 @@
+"""Layer-wise learning-rate decay for MMDetection 3.x (mmengine).
+
+Importing the package registers ``LayerDecayOptimWrapperConstructor`` in
+mmengine's root ``OPTIM_WRAPPER_CONSTRUCTORS`` registry and
+``LayerDecayLrHook`` in its root ``HOOKS`` registry, so configs select them by
+type name after ``custom_imports=dict(imports=['layerdecay_plugin'])``.
+"""
+from .backbones import register_backbone_rules
+from .config import LayerDecayCfg, parse_paramwise_cfg
+from .constructor import LayerDecayOptimWrapperConstructor
+from .errors import LayerDecayConfigError
+from .hooks import LayerDecayLrHook
+from .rules import (BackboneRules, convnext_layer_id, convnext_min_num_layers,
+                    convnext_stage_id, resnet_layer_id, resnet_stage_id,
+                    swin_layer_id, vit_blocks_layer_id, vit_layer_id)
+
+__version__ = '0.1.0'
+
+__all__ = [
+    'BackboneRules', 'LayerDecayCfg', 'LayerDecayConfigError',
+    'LayerDecayLrHook', 'LayerDecayOptimWrapperConstructor',
+    'convnext_layer_id', 'convnext_min_num_layers', 'convnext_stage_id',
+    'parse_paramwise_cfg', 'register_backbone_rules', 'resnet_layer_id',
+    'resnet_stage_id', 'swin_layer_id', 'vit_blocks_layer_id', 'vit_layer_id'
+]

@@ -1,0 +1,196 @@
+"""Validation of ``paramwise_cfg`` for layer decay. Torch-free.
+
+Every check raises :class:`LayerDecayConfigError` with a message that names
+the key, the value it got and what would be valid.
+"""
+import difflib
+import math
+import numbers
+from typing import (Any, Dict, List, Mapping, NamedTuple, Optional, Tuple,
+                    Union)
+
+from .declarative import Matcher, parse_matchers
+from .errors import LayerDecayConfigError
+from .rules import BUILTIN_RULES, DECAY_TYPES, NO_DECAY_NAMES
+
+LAYER_DECAY_KEYS = ('decay_rate', 'decay_type', 'num_layers', 'backbone_attr',
+                    'rules', 'no_decay_names')
+
+#: mmengine ``DefaultOptimWrapperConstructor`` options, composed with layer
+#: decay (see the constructor).
+MMENGINE_PARAMWISE_KEYS = ('custom_keys', 'bias_lr_mult', 'bias_decay_mult',
+                           'norm_decay_mult', 'dwconv_decay_mult',
+                           'flat_decay_mult', 'dcn_offset_lr_mult',
+                           'bypass_duplicate')
+
+EXAMPLE = ("paramwise_cfg=dict(decay_rate=0.95, decay_type='layer_wise', "
+           'num_layers=6)')
+
+
+class LayerDecayCfg(NamedTuple):
+    """Validated layer-decay settings.
+
+    Attributes:
+        decay_rate: Per-layer lr decay factor (> 0).
+        decay_type: ``'layer_wise'`` or ``'stage_wise'``.
+        num_layers: As given, or None to infer it from the backbone.
+        backbone_attr: Dotted attribute path of the backbone in the model.
+        rules: A built-in family name, compiled config rules, or None to
+            pick rules by the backbone's class.
+        no_decay_names: Last name components that get no weight decay.
+        mmengine: The mmengine paramwise options given, to compose with.
+    """
+    decay_rate: float
+    decay_type: str
+    num_layers: Optional[int]
+    backbone_attr: str = 'backbone'
+    rules: Union[None, str, Dict[str, List[Matcher]]] = None
+    no_decay_names: Tuple[str, ...] = NO_DECAY_NAMES
+    mmengine: Mapping[str, Any] = {}
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def parse_paramwise_cfg(cfg: Optional[Mapping]) -> LayerDecayCfg:
+    """Check a ``paramwise_cfg`` and return its layer-decay settings.
+
+    Args:
+        cfg: The ``paramwise_cfg`` of ``optim_wrapper``.
+
+    Returns:
+        LayerDecayCfg: The validated settings.
+
+    Raises:
+        LayerDecayConfigError: On any missing, unknown or invalid key.
+    """
+    if not cfg:
+        raise LayerDecayConfigError(
+            'LayerDecayOptimWrapperConstructor needs optim_wrapper.'
+            f'paramwise_cfg with at least decay_rate, got {cfg!r}; '
+            f'e.g. {EXAMPLE}')
+    if not isinstance(cfg, Mapping):
+        raise LayerDecayConfigError(
+            f'paramwise_cfg must be a dict, got {type(cfg).__name__} '
+            f'{cfg!r}; e.g. {EXAMPLE}')
+    for key in cfg:
+        if key not in LAYER_DECAY_KEYS + MMENGINE_PARAMWISE_KEYS:
+            close = difflib.get_close_matches(
+                str(key), LAYER_DECAY_KEYS + MMENGINE_PARAMWISE_KEYS, 1)
+            hint = f'did you mean {close[0]!r}? ' if close else ''
+            raise LayerDecayConfigError(
+                f'paramwise_cfg has unknown key {key!r} (value '
+                f'{cfg[key]!r}); {hint}valid keys are '
+                f'{", ".join(LAYER_DECAY_KEYS + MMENGINE_PARAMWISE_KEYS)}.')
+
+    if 'decay_rate' not in cfg:
+        raise LayerDecayConfigError(
+            'paramwise_cfg.decay_rate is missing: set the per-layer lr '
+            f'decay factor, a number > 0 (typically 0.65-0.95); e.g. '
+            f'{EXAMPLE}')
+    decay_rate = cfg['decay_rate']
+    if not _is_real(decay_rate) or not math.isfinite(decay_rate) \
+            or decay_rate <= 0:
+        raise LayerDecayConfigError(
+            f'paramwise_cfg.decay_rate={decay_rate!r} is invalid: it must '
+            'be a finite number > 0, typically 0.65-0.95 (values above 1 '
+            'are allowed and raise deeper layers\' lr).')
+
+    decay_type = cfg.get('decay_type', 'layer_wise')
+    if decay_type not in DECAY_TYPES:
+        raise LayerDecayConfigError(
+            f'paramwise_cfg.decay_type={decay_type!r} is invalid: use one '
+            f'of {", ".join(repr(t) for t in DECAY_TYPES)}.')
+
+    num_layers = cfg.get('num_layers')
+    if num_layers is not None and (not isinstance(num_layers, int)
+                                   or isinstance(num_layers, bool)
+                                   or num_layers < 1):
+        raise LayerDecayConfigError(
+            f'paramwise_cfg.num_layers={num_layers!r} is invalid: it must '
+            'be a positive int (e.g. 6 for ConvNeXt-T, 12 for ConvNeXt-S/B/'
+            'L/XL with layer_wise), or leave it out to infer it from the '
+            'backbone.')
+    return LayerDecayCfg(
+        float(decay_rate), decay_type, num_layers,
+        _backbone_attr(cfg.get('backbone_attr', 'backbone')),
+        _rules(cfg.get('rules'), decay_type),
+        _no_decay_names(cfg.get('no_decay_names', NO_DECAY_NAMES)),
+        _mmengine_options(cfg))
+
+
+def _backbone_attr(value: Any) -> str:
+    if not isinstance(value, str) or not all(
+            part.isidentifier() for part in value.split('.')):
+        raise LayerDecayConfigError(
+            f'paramwise_cfg.backbone_attr={value!r} is invalid: give the '
+            "attribute path of the backbone in the model, e.g. 'backbone' "
+            "or 'img_backbone'.")
+    return value
+
+
+def _rules(value: Any, decay_type: str):
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value not in BUILTIN_RULES:
+            raise LayerDecayConfigError(
+                f'paramwise_cfg.rules={value!r} is not a built-in family; '
+                f'use one of {", ".join(map(repr, BUILTIN_RULES))}, or a '
+                'dict of (regex, id) rules.')
+        return value
+    matchers = parse_matchers(value)
+    if decay_type not in matchers:
+        raise LayerDecayConfigError(
+            f'paramwise_cfg.rules has no {decay_type!r} entry but '
+            f'decay_type={decay_type!r}; add rules for it or change '
+            'decay_type.')
+    return matchers
+
+
+def _no_decay_names(value: Any) -> Tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or \
+            not all(isinstance(v, str) for v in value):
+        raise LayerDecayConfigError(
+            f'paramwise_cfg.no_decay_names={value!r} is invalid: give a '
+            "list of parameter name endings, e.g. ['cls_token', "
+            "'pos_embed'], or [] for mmdet's exact rule.")
+    return tuple(value)
+
+
+_MULT_KEYS = ('bias_lr_mult', 'bias_decay_mult', 'norm_decay_mult',
+              'dwconv_decay_mult', 'flat_decay_mult', 'dcn_offset_lr_mult')
+
+
+def _check_mult(where: str, value: Any) -> None:
+    if not _is_real(value) or not math.isfinite(value) or value < 0:
+        raise LayerDecayConfigError(
+            f'{where}={value!r} is invalid: it must be a finite number >= 0 '
+            '(a multiplier of the lr or weight decay).')
+
+
+def _mmengine_options(cfg: Mapping) -> Dict[str, Any]:
+    options = {k: cfg[k] for k in MMENGINE_PARAMWISE_KEYS if k in cfg}
+    for key in _MULT_KEYS:
+        if key in options:
+            _check_mult(f'paramwise_cfg.{key}', options[key])
+    if not isinstance(options.get('bypass_duplicate', False), bool):
+        raise LayerDecayConfigError(
+            'paramwise_cfg.bypass_duplicate='
+            f'{options["bypass_duplicate"]!r} must be True or False.')
+    custom_keys = options.get('custom_keys', {})
+    if not isinstance(custom_keys, Mapping):
+        raise LayerDecayConfigError(
+            f'paramwise_cfg.custom_keys={custom_keys!r} must be a dict of '
+            "name substring -> dict(lr_mult=..., decay_mult=...).")
+    for key, value in custom_keys.items():
+        where = f'paramwise_cfg.custom_keys[{key!r}]'
+        if not isinstance(value, Mapping):
+            raise LayerDecayConfigError(
+                f'{where}={value!r} must be a dict such as '
+                'dict(lr_mult=0.1, decay_mult=1.0).')
+        for mult in ('lr_mult', 'decay_mult'):
+            if mult in value:
+                _check_mult(f'{where}.{mult}', value[mult])
+    return options

@@ -1,0 +1,127 @@
+"""Training with mmengine's Runner: every group's lr follows
+base lr x lr_scale x scheduler factor, and resume restores identical groups."""
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+from mmengine.runner import Runner
+
+from conftest import ARCH_CHANNELS, ROOT, _register
+from make_shapes_coco import make_dataset
+
+DEMO = ROOT / 'configs' / \
+    'mask-rcnn_convnext-t-p4-w7_fpn_layerdecay_shapes-demo-cpu.py'
+BASE_LR, DECAY, NUM_LAYERS = 2e-4, 0.95, 5  # atto needs 5
+START, WARMUP, MILESTONE, GAMMA = 0.25, 3, 5, 0.1
+
+
+def factor(it: int) -> float:
+    # mmengine's LinearLR reaches its end factor at iteration `end - 1`
+    warm = START + (1 - START) * min(it, WARMUP - 1) / (WARMUP - 1)
+    return warm * (GAMMA if it >= MILESTONE else 1.)
+
+
+@HOOKS.register_module(force=True)
+class _RecordHook(Hook):
+    priority = 'LOW'  # after LayerDecayLrHook
+
+    def __init__(self):
+        self.iters, self.state_at_start = {}, None
+
+    def before_train(self, runner):
+        # deep copy: state_dict() shares the live tensors
+        self.state_at_start = copy.deepcopy(
+            runner.optim_wrapper.optimizer.state_dict())
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        hub = runner.message_hub
+        self.iters[runner.iter] = dict(
+            groups=[dict(g) for g in runner.optim_wrapper.optimizer.param_groups],
+            hub={k: v.current() for k, v in hub.log_scalars.items()
+                 if k.startswith('train/layer_')})
+
+
+def make_cfg(tmp_path: Path, max_iters: int, work: str) -> Config:
+    data = tmp_path / 'shapes'
+    if not data.exists():
+        make_dataset(str(data), num_images=4, size=128)
+    cfg = Config.fromfile(str(DEMO))
+    cfg.work_dir = str(tmp_path / work)
+    cfg.model.backbone.update(arch='atto', drop_path_rate=0.)
+    cfg.model.neck.in_channels = ARCH_CHANNELS['atto']
+    cfg.optim_wrapper.paramwise_cfg.num_layers = NUM_LAYERS
+    cfg.optim_wrapper.optimizer.lr = BASE_LR
+    cfg.train_dataloader.dataset.data_root = str(data) + '/'
+    cfg.train_dataloader.dataset.pipeline[2].scale = (128, 128)
+    cfg.train_cfg.max_iters = max_iters
+    cfg.param_scheduler = [
+        dict(type='LinearLR', start_factor=START, by_epoch=False, begin=0,
+             end=WARMUP),
+        dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
+             milestones=[MILESTONE], gamma=GAMMA)
+    ]
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook',
+                                        by_epoch=False, interval=4)
+    cfg.default_hooks.logger.interval = 1
+    cfg.custom_hooks = [dict(type='LayerDecayLrHook', layers='all'),
+                        dict(type='_RecordHook')]
+    cfg.randomness = dict(seed=0)
+    return cfg
+
+
+def run(cfg: Config) -> _RecordHook:
+    _register()
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    return next(h for h in runner.hooks if isinstance(h, _RecordHook))
+
+
+def check_lrs(record: _RecordHook, iters) -> None:
+    head = NUM_LAYERS + 1
+    for it in iters:
+        groups = record.iters[it]['groups']
+        assert {int(g['group_name'].split('_')[1]) for g in groups} == \
+            set(range(head + 1))
+        for g in groups:
+            layer_id = int(g['group_name'].split('_')[1])
+            expected = BASE_LR * DECAY**(head - layer_id) * factor(it)
+            assert g['lr'] == pytest.approx(expected, rel=1e-9), (it, g[
+                'group_name'])
+            assert g['lr'] == pytest.approx(
+                BASE_LR * g['lr_scale'] * factor(it), rel=1e-9)
+            hub = record.iters[it]['hub'][f'train/layer_{layer_id}_lr']
+            assert hub == pytest.approx(expected, rel=1e-9)
+
+
+def test_train_and_resume(tmp_path):
+    first = run(make_cfg(tmp_path, 8, 'first'))
+    # during warm-up (0-1), after it (2-4) and after the milestone (5-7)
+    check_lrs(first, range(8))
+    ckpt = tmp_path / 'first' / 'iter_4.pth'
+    assert ckpt.exists()
+
+    cfg = make_cfg(tmp_path, 8, 'resumed')
+    cfg.resume, cfg.load_from = True, str(ckpt)
+    resumed = run(cfg)
+    assert sorted(resumed.iters) == [4, 5, 6, 7]
+    check_lrs(resumed, range(4, 8))
+
+    saved = torch.load(ckpt, map_location='cpu',
+                       weights_only=False)['optimizer']
+    loaded = resumed.state_at_start
+    assert loaded['state'] and loaded['state'].keys() == saved['state'].keys()
+    for k in saved['state']:
+        assert torch.equal(loaded['state'][k]['exp_avg'],
+                           saved['state'][k]['exp_avg'])
+    ours = [(g['group_name'], g['param_names'], g['params'])
+            for g in loaded['param_groups']]
+    assert ours == [(g['group_name'], g['param_names'], g['params'])
+                    for g in saved['param_groups']]
+    # the run continues exactly as the uninterrupted one
+    for it in range(4, 8):
+        assert [g['lr'] for g in resumed.iters[it]['groups']] == \
+            [g['lr'] for g in first.iters[it]['groups']]
