@@ -1,5 +1,5 @@
 # CPU demo: mmdet's Mask R-CNN ConvNeXt-T config with layerdecay_plugin's
-# constructor, trained for 30 iterations on the synthetic shapes dataset that
+# constructor, trained for 20 iterations on the synthetic shapes dataset that
 # `make demo` generates (tools/make_shapes_coco.py). No download: the
 # backbone starts from random weights (init_cfg=None).
 _base_ = ['mmdet::convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py']
@@ -10,7 +10,7 @@ custom_imports = dict(
 
 data_root = 'data/shapes/'
 metainfo = dict(classes=('square', 'circle', 'triangle'))
-max_iters = 30
+max_iters = 20
 
 model = dict(
     backbone=dict(init_cfg=None, drop_path_rate=0.1),
@@ -43,13 +43,13 @@ test_cfg = None
 
 train_cfg = dict(_delete_=True, type='IterBasedTrainLoop', max_iters=max_iters)
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=10),
+    dict(type='LinearLR', start_factor=0.1, by_epoch=False, begin=0, end=6),
     dict(
         type='MultiStepLR',
         by_epoch=False,
         begin=0,
         end=max_iters,
-        milestones=[24],
+        milestones=[15],
         gamma=0.1)
 ]
 

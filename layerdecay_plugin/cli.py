@@ -7,7 +7,9 @@ layer id. Works with this plugin's constructor, mmdet's
 ``LearningRateDecayOptimizerConstructor`` and any other constructor.
 """
 import argparse
+import copy
 import json
+import os
 import re
 import sys
 from typing import Any, Dict, List, Optional, Sequence
@@ -70,12 +72,10 @@ def build_param_groups(config: str, cfg_options: Optional[dict] = None):
     if cfg.get('custom_imports'):
         import_modules_from_strings(**cfg.custom_imports)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
-    model_cfg = cfg.model.to_dict() if hasattr(cfg.model,
-                                               'to_dict') else dict(cfg.model)
+    model_cfg = copy.deepcopy(cfg.model)  # ConfigDict: models read attributes
     _drop_init_cfg(model_cfg)
     model = MODELS.build(model_cfg)
-    optim_cfg = cfg.optim_wrapper.to_dict() if hasattr(
-        cfg.optim_wrapper, 'to_dict') else dict(cfg.optim_wrapper)
+    optim_cfg = copy.deepcopy(cfg.optim_wrapper)
     if optim_cfg.get('type') == 'AmpOptimWrapper' and \
             not torch.cuda.is_available():
         optim_cfg['type'] = 'OptimWrapper'  # same groups, no GPU needed
@@ -134,7 +134,7 @@ def plot(summary: Dict[str, Any], path: str, title: str) -> None:
     ax.set_yscale('log')
     ax.set_xlabel('layer id (0 = stem, highest = neck and heads)')
     ax.set_ylabel('lr')
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=8)
     ax.grid(True, which='both', alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -170,7 +170,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             json.dump(dict(config=args.config, constructor=constructor,
                            **summary), f, indent=1)
     if args.plot:
-        plot(summary, args.plot, title)
+        plot(summary, args.plot,
+             f'{os.path.basename(args.config)}: {constructor}')
     return 0
 
 

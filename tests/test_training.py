@@ -61,7 +61,7 @@ def make_cfg(tmp_path: Path, max_iters: int, work: str) -> Config:
     cfg.param_scheduler = [
         dict(type='LinearLR', start_factor=START, by_epoch=False, begin=0,
              end=WARMUP),
-        dict(type='MultiStepLR', by_epoch=False, begin=0, end=max_iters,
+        dict(type='MultiStepLR', by_epoch=False, begin=0, end=8,
              milestones=[MILESTONE], gamma=GAMMA)
     ]
     cfg.default_hooks.checkpoint = dict(type='CheckpointHook',
@@ -97,6 +97,24 @@ def check_lrs(record: _RecordHook, iters) -> None:
             assert hub == pytest.approx(expected, rel=1e-9)
 
 
+def assert_state_restored(saved_ckpt: Path, record: _RecordHook) -> None:
+    """The optimizer state at the start of a resumed run is the saved one,
+    in identical groups."""
+    saved = torch.load(saved_ckpt, map_location='cpu',
+                       weights_only=False)['optimizer']
+    loaded = record.state_at_start
+    assert loaded['state'] and loaded['state'].keys() == saved['state'].keys()
+    for k in saved['state']:
+        assert torch.equal(loaded['state'][k]['exp_avg'],
+                           saved['state'][k]['exp_avg'])
+
+    def layout(state):
+        return [(g['group_name'], g['param_names'], g['params'], g['lr_scale'],
+                 g['weight_decay']) for g in state['param_groups']]
+
+    assert layout(loaded) == layout(saved)
+
+
 def test_train_and_resume(tmp_path):
     first = run(make_cfg(tmp_path, 8, 'first'))
     # during warm-up (0-1), after it (2-4) and after the milestone (5-7)
@@ -109,19 +127,98 @@ def test_train_and_resume(tmp_path):
     resumed = run(cfg)
     assert sorted(resumed.iters) == [4, 5, 6, 7]
     check_lrs(resumed, range(4, 8))
-
-    saved = torch.load(ckpt, map_location='cpu',
-                       weights_only=False)['optimizer']
-    loaded = resumed.state_at_start
-    assert loaded['state'] and loaded['state'].keys() == saved['state'].keys()
-    for k in saved['state']:
-        assert torch.equal(loaded['state'][k]['exp_avg'],
-                           saved['state'][k]['exp_avg'])
-    ours = [(g['group_name'], g['param_names'], g['params'])
-            for g in loaded['param_groups']]
-    assert ours == [(g['group_name'], g['param_names'], g['params'])
-                    for g in saved['param_groups']]
+    assert_state_restored(ckpt, resumed)
     # the run continues exactly as the uninterrupted one
     for it in range(4, 8):
         assert [g['lr'] for g in resumed.iters[it]['groups']] == \
             [g['lr'] for g in first.iters[it]['groups']]
+
+
+MMDET_CONSTRUCTOR = 'LearningRateDecayOptimizerConstructor'
+OURS = 'LayerDecayOptimWrapperConstructor'
+
+
+@pytest.mark.parametrize('before,after', [(MMDET_CONSTRUCTOR, OURS),
+                                          (OURS, MMDET_CONSTRUCTOR)])
+def test_resume_across_constructors(tmp_path, before, after):
+    cfg = make_cfg(tmp_path, 4, 'first')
+    cfg.optim_wrapper.constructor = before
+    run(cfg)
+    ckpt = tmp_path / 'first' / 'iter_4.pth'
+    cfg = make_cfg(tmp_path, 6, 'resumed')
+    cfg.optim_wrapper.constructor = after
+    cfg.resume, cfg.load_from = True, str(ckpt)
+    resumed = run(cfg)
+    assert sorted(resumed.iters) == [4, 5]
+    assert_state_restored(ckpt, resumed)
+    check_lrs(resumed, range(4, 6))
+
+
+def shapes_cfg(config: Path, tmp_path: Path, max_iters: int = 2) -> Config:
+    """An mmdet config retargeted to the generated shapes data on CPU, with
+    our constructor and an inferred num_layers."""
+    data = tmp_path / 'shapes'
+    make_dataset(str(data), num_images=4, size=128)
+    cfg = Config.fromfile(str(config))
+    cfg.work_dir = str(tmp_path / 'work')
+    cfg.custom_imports = dict(imports=['layerdecay_plugin'],
+                              allow_failed_imports=False)
+    cfg.model.backbone.init_cfg = None
+    for head in ('bbox_head', 'mask_head'):
+        if head in cfg.model.roi_head:
+            cfg.model.roi_head[head].num_classes = 3
+    with_mask = 'mask_head' in cfg.model.roi_head
+    cfg.train_dataloader = dict(
+        batch_size=2, num_workers=0, persistent_workers=False,
+        sampler=dict(type='DefaultSampler', shuffle=True),
+        dataset=dict(
+            type='CocoDataset', data_root=str(data) + '/',
+            metainfo=dict(classes=('square', 'circle', 'triangle')),
+            ann_file='annotations/train.json', data_prefix=dict(img='images/'),
+            pipeline=[
+                dict(type='LoadImageFromFile'),
+                dict(type='LoadAnnotations', with_bbox=True,
+                     with_mask=with_mask),
+                dict(type='Resize', scale=(128, 128), keep_ratio=True),
+                dict(type='PackDetInputs')
+            ]))
+    for key in ('val', 'test'):
+        cfg[f'{key}_dataloader'] = cfg[f'{key}_evaluator'] = None
+        cfg[f'{key}_cfg'] = None
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters)
+    cfg.param_scheduler = [dict(type='LinearLR', start_factor=0.5,
+                                by_epoch=False, begin=0, end=max_iters)]
+    cfg.optim_wrapper = dict(
+        type='OptimWrapper', constructor='LayerDecayOptimWrapperConstructor',
+        paramwise_cfg=dict(decay_rate=0.9),
+        optimizer=dict(type='AdamW', lr=BASE_LR, weight_decay=0.05))
+    cfg.default_hooks.checkpoint = dict(type='CheckpointHook', by_epoch=False,
+                                        interval=max_iters)
+    cfg.default_hooks.logger = dict(type='LoggerHook', interval=1)
+    cfg.log_processor = dict(by_epoch=False)
+    cfg.custom_hooks = [dict(type='_RecordHook')]
+    cfg.randomness = dict(seed=0)
+    return cfg
+
+
+@pytest.mark.parametrize('config,num_layers,last_block', [
+    ('swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py', 12,
+     'backbone.stages.3.blocks.1.attn.w_msa.qkv.weight'),
+    ('faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py', 16,
+     'backbone.layer4.2.conv3.weight'),
+])
+def test_train_other_backbones(tmp_path, config, num_layers, last_block):
+    from conftest import MMDET_CONFIGS
+    record = run(shapes_cfg(MMDET_CONFIGS / config, tmp_path))
+    assert sorted(record.iters) == [0, 1]
+    for it, factor_ in ((0, 0.5), (1, 1.)):
+        groups = record.iters[it]['groups']
+        ids = {int(g['group_name'].split('_')[1]) for g in groups}
+        assert max(ids) == num_layers + 1  # inferred num_layers
+        for g in groups:
+            layer_id = int(g['group_name'].split('_')[1])
+            assert g['lr'] == pytest.approx(
+                BASE_LR * 0.9**(num_layers + 1 - layer_id) * factor_)
+        last = next(g for g in groups if last_block in g['param_names'])
+        assert last['group_name'] == f'layer_{num_layers}_decay'
+    assert (tmp_path / 'work' / 'iter_2.pth').exists()
