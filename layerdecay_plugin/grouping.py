@@ -72,13 +72,17 @@ def plan_groups(params: Iterable[ParamInfo],
     names_used: Dict[str, Tuple] = {}
     for param in params:
         layer_id = layer_id_of(param.name)
-        options = dict(param.options)
         no_decay = is_no_decay(param.name, param.ndim, no_decay_names)
         default_wd = 0. if no_decay else base_wd
-        weight_decay = options.pop('weight_decay', default_wd)
-        own_lr = options.pop('lr', base_lr)
-        key = (layer_id, no_decay, weight_decay, own_lr,
-               repr(sorted(options.items())))
+        options = param.options
+        if options:  # only with mmengine options; the common path skips it
+            options = dict(options)
+            weight_decay = options.pop('weight_decay', default_wd)
+            own_lr = options.pop('lr', base_lr)
+            extra_key = repr(sorted(options.items()))
+        else:
+            weight_decay, own_lr, extra_key = default_wd, base_lr, ''
+        key = (layer_id, no_decay, weight_decay, own_lr, extra_key)
         if key not in groups:
             scale = layer_scale(decay_rate, num_layers, layer_id)
             name = _group_name(layer_id, no_decay, default_wd, weight_decay,
@@ -87,7 +91,7 @@ def plan_groups(params: Iterable[ParamInfo],
                 name = f'{name}_{sum(n.startswith(name) for n in names_used)}'
             names_used[name] = key
             groups[key] = GroupPlan(name, layer_id, scale, scale * own_lr,
-                                    weight_decay, [], options)
+                                    weight_decay, [], dict(options))
         groups[key].param_names.append(param.name)
     return list(groups.values())
 

@@ -205,6 +205,20 @@ def per_block_min_num_layers(depths: Sequence[int], decay_type: str) -> int:
 
 # Vision Transformer ---------------------------------------------------------
 
+
+def vit_min_num_layers(depths: Sequence[int], decay_type: str) -> int:
+    """ViTs have one id per block for both decay types: the block count.
+
+    Args:
+        depths: ``[number of blocks]``.
+        decay_type: ``'layer_wise'`` or ``'stage_wise'`` (same result).
+
+    Returns:
+        int: The minimum valid ``num_layers``.
+    """
+    return sum(depths)
+
+
 _VIT_EMBED = ('cls_token', 'dist_token', 'reg_token', 'mask_token',
               'pos_embed', 'patch_embed.', 'pre_norm.')
 
@@ -318,11 +332,11 @@ SWIN = BackboneRules('Swin', {
 VIT = BackboneRules('ViT', {
     'layer_wise': vit_layer_id,
     'stage_wise': vit_layer_id
-}, per_block_min_num_layers)
+}, vit_min_num_layers)
 VIT_BLOCKS = BackboneRules('ViT (blocks.i)', {
     'layer_wise': vit_blocks_layer_id,
     'stage_wise': vit_blocks_layer_id
-}, per_block_min_num_layers)
+}, vit_min_num_layers)
 RESNET = BackboneRules('ResNet', {
     'layer_wise': resnet_layer_id,
     'stage_wise': resnet_stage_id

@@ -84,11 +84,14 @@ def test_resnet50_detector_ids_any_depth():
                            [3, 30, 48, 36]) == 1 + 3 + 30 + 48 + 35
 
 
-@pytest.mark.parametrize('kind', ['ResNeXt', 'ResNetV1d'])
+@pytest.mark.parametrize('kind', ['ResNeXt', 'ResNetV1d', 'mmpretrain.ResNet'])
 def test_resnet_subclasses_by_mro(kind):
     _register()
-    from mmdet.models import backbones
-    cls = getattr(backbones, kind)
+    if kind.startswith('mmpretrain'):
+        from mmpretrain.models import backbones
+    else:
+        from mmdet.models import backbones
+    cls = getattr(backbones, kind.split('.')[-1])
     extra = dict(groups=32, base_width=4) if kind == 'ResNeXt' else {}
     model = wrap(cls(depth=50, frozen_stages=-1, **extra))
     ids = group_of(our_groups(model, dict(decay_rate=0.9)))
@@ -120,6 +123,9 @@ def test_mmpretrain_vit_matches_its_get_layer_depth():
                 'backbone.ln1'):
             assert layer_id == vit.get_layer_depth(name, 'backbone.')[0]
     check_monotone(groups, 12)
+    # stage_wise: one id per block too, so the same inferred num_layers
+    stage = our_groups(model, dict(decay_rate=0.75, decay_type='stage_wise'))
+    assert_same_groups(groups, stage)
 
 
 def test_plain_blocks_vit_via_builtin_name_and_config_rules():
