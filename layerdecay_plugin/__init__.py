@@ -12,7 +12,8 @@ from .errors import LayerDecayConfigError
 from .hooks import LayerDecayLrHook
 from .rules import (BackboneRules, convnext_layer_id, convnext_min_num_layers,
                     convnext_stage_id, resnet_layer_id, resnet_stage_id,
-                    swin_layer_id, vit_blocks_layer_id, vit_layer_id)
+                    swin_layer_id, swin_stage_id, vit_blocks_layer_id,
+                    vit_layer_id)
 
 __version__ = '0.1.0'
 
@@ -21,5 +22,6 @@ __all__ = [
     'LayerDecayLrHook', 'LayerDecayOptimWrapperConstructor',
     'convnext_layer_id', 'convnext_min_num_layers', 'convnext_stage_id',
     'parse_paramwise_cfg', 'register_backbone_rules', 'resnet_layer_id',
-    'resnet_stage_id', 'swin_layer_id', 'vit_blocks_layer_id', 'vit_layer_id'
+    'resnet_stage_id', 'swin_layer_id', 'swin_stage_id', 'vit_blocks_layer_id',
+    'vit_layer_id'
 ]

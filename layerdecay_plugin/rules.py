@@ -168,10 +168,12 @@ def swin_layer_id(name: str, num_layers: int, depths: Sequence[int]) -> int:
     return num_layers + 1
 
 
-def stages_stage_id(name: str, num_layers: int,
-                    depths: Sequence[int] = ()) -> int:
-    """Stage id for ``stages.i.*`` backbones (Swin): stage ``i`` is
-    ``i + 1``, ``stages`` absent means stem (0) for embeddings, else
+def swin_stage_id(name: str, num_layers: int,
+                  depths: Sequence[int] = ()) -> int:
+    """Stage id of an mmdet ``SwinTransformer`` parameter.
+
+    ``patch_embed`` and ``absolute_pos_embed`` are 0, stage ``i`` (its blocks
+    and its downsample) is ``i + 1``, anything else (out norms) is
     ``num_layers + 1``.
 
     Args:
@@ -327,7 +329,7 @@ CONVNEXT = BackboneRules(
     }, convnext_min_num_layers)
 SWIN = BackboneRules('Swin', {
     'layer_wise': swin_layer_id,
-    'stage_wise': stages_stage_id
+    'stage_wise': swin_stage_id
 }, per_block_min_num_layers)
 VIT = BackboneRules('ViT', {
     'layer_wise': vit_layer_id,

@@ -223,3 +223,18 @@ def test_swin_rule_pure():
     assert swin_layer_id('stages.1.blocks.1.norm1.weight', 12, depths) == 4
     assert swin_layer_id('stages.1.downsample.norm.weight', 12, depths) == 4
     assert swin_layer_id('norm2.weight', 12, depths) == 13
+
+
+def test_timm_vision_transformer_by_class_path():
+    timm = pytest.importorskip('timm')
+    vit = timm.models.vision_transformer.VisionTransformer(
+        img_size=32, patch_size=16, embed_dim=8, depth=3, num_heads=1,
+        num_classes=2)
+    groups = our_groups(wrap(vit), dict(decay_rate=0.5))
+    ids = group_of(groups)
+    assert ids['backbone.cls_token'] == (0, 1e-4 * 0.5**4, 0.)
+    assert ids['backbone.patch_embed.proj.weight'][0] == 0
+    assert ids['backbone.blocks.2.mlp.fc1.weight'][0] == 3
+    assert ids['backbone.norm.weight'][0] == 3
+    assert ids['backbone.head.weight'][0] == 4  # timm's own head: head lr
+    check_monotone(groups, 3)

@@ -1,5 +1,7 @@
 """The constructor and hook resolve by bare type name from real configs,
 under mmdet's and mmpretrain's default scopes, without name collisions."""
+import importlib
+
 import pytest
 from mmengine.config import Config
 from mmengine.registry import DefaultScope
@@ -17,6 +19,9 @@ GPU_CONFIG = ROOT / 'configs' / \
 def test_resolves_under_default_scope_without_collision(scope):
     registry_module = pytest.importorskip(f'{scope}.registry')
     _register()
+    # import everything the library registers, then look for our names
+    importlib.import_module(f'{scope}.utils').register_all_modules(False)
+    assert len(registry_module.OPTIM_WRAPPER_CONSTRUCTORS.module_dict) > 0
     import mmengine.registry as root
     import layerdecay_plugin
     for registry_name, name in NAMES.items():
