@@ -149,7 +149,8 @@ def bench_scaling(repeats: int) -> None:
     from mmengine.optim import DefaultOptimWrapperConstructor
     blocks = 24  # a fixed depth, as in real backbones: ~50 groups
     print(f'\n(c) build time vs number of tensors (synthetic ViT-like, '
-          f"{blocks} blocks, rules='vit_blocks'), median of {repeats}")
+          f"{blocks} blocks, rules='vit_blocks'), median of {repeats} means "
+          'of 3')
     print(f'  {"tensors":>8s} {"ours ms":>9s} {"us/tensor":>10s} '
           f'{"floor ms":>9s}')
     for per_block in (20, 50, 100, 200, 400):
@@ -159,9 +160,9 @@ def bench_scaling(repeats: int) -> None:
         n = sum(1 for _ in model.parameters())
         ours = timed(lambda: LayerDecayOptimWrapperConstructor(
             dict(OPTIM), dict(decay_rate=0.99, rules='vit_blocks'))(model),
-            repeats)
+            repeats, 3)
         floor = timed(lambda: DefaultOptimWrapperConstructor(dict(OPTIM))(
-            model), repeats)
+            model), repeats, 3)
         print(f'  {n:8d} {ours * 1e3:9.1f} {ours / n * 1e6:10.2f} '
               f'{floor * 1e3:9.1f}')
     print('  (torch.optim.Optimizer.add_param_group checks each new group '
