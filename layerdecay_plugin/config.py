@@ -95,7 +95,7 @@ def parse_paramwise_cfg(cfg: Optional[Mapping]) -> LayerDecayCfg:
         raise LayerDecayConfigError(
             f'paramwise_cfg.decay_rate={decay_rate!r} is invalid: it must '
             'be a finite number > 0, typically 0.65-0.95 (values above 1 '
-            'are allowed and raise deeper layers\' lr).')
+            'are allowed and give earlier layers a larger lr).')
 
     decay_type = cfg.get('decay_type', 'layer_wise')
     if decay_type not in DECAY_TYPES:
