@@ -9,8 +9,8 @@ prefix)`` is served through that method.
 from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Union
 
 from .errors import LayerDecayConfigError
-from .rules import (CONVNEXT, RESNET, SWIN, VIT, VIT_BLOCKS, BackboneRules,
-                    IdRule, per_block_min_num_layers)
+from .rules import (BUILTIN_RULES, CONVNEXT, RESNET, SWIN, VIT, VIT_BLOCKS,
+                    BackboneRules, IdRule, per_block_min_num_layers)
 
 Depths = Callable[[Any], Sequence[int]]
 
@@ -139,7 +139,6 @@ def spec_for(backbone: Any, rules: Union[None, str] = None) -> BackboneSpec:
         LayerDecayConfigError: If neither applies.
     """
     if isinstance(rules, str):
-        from .rules import BUILTIN_RULES
         return BackboneSpec(BUILTIN_RULES[rules], _BUILTIN_DEPTHS[rules])
     for cls in type(backbone).__mro__:
         spec = BACKBONES.get(class_path(cls))
