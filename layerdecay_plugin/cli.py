@@ -10,13 +10,11 @@ import argparse
 import copy
 import json
 import os
-import re
 import sys
 from typing import Any, Dict, List, Optional, Sequence
 
+from .grouping import group_layer_id
 from .report import GroupRow, format_group_table
-
-_LAYER = re.compile(r'^layer_(\d+)_')
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -98,8 +96,7 @@ def summarize(groups: List[dict], model) -> Dict[str, Any]:
     rows, params = [], {}
     for index, group in enumerate(groups):
         name = str(group.get('group_name', f'group_{index}'))
-        match = _LAYER.match(name)
-        layer_id = int(match.group(1)) if match else None
+        layer_id = group_layer_id(name)
         param_names = [names.get(id(p), '?') for p in group['params']]
         rows.append(dict(
             group_name=name, layer_id=layer_id,

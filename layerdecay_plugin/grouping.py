@@ -3,8 +3,9 @@
 Torch-free: parameters arrive as :class:`ParamInfo` and the id rule as a
 callable, so every backbone's rules feed the same code path.
 """
+import re
 from typing import (Any, Callable, Dict, Iterable, List, Mapping, NamedTuple,
-                    Sequence, Tuple)
+                    Optional, Sequence, Tuple)
 
 from .rules import NO_DECAY_NAMES, is_no_decay, layer_scale
 
@@ -104,3 +105,19 @@ def _group_name(layer_id: int, no_decay: bool, default_wd: float,
     if weight_decay != default_wd:
         name += f'_wd{weight_decay:g}'
     return name
+
+
+_LAYER_PREFIX = re.compile(r'^layer_(\d+)_')
+
+
+def group_layer_id(group_name: Any) -> Optional[int]:
+    """Layer id from a group name ``layer_{id}_...`` (ours or mmdet's).
+
+    Args:
+        group_name: A param group's ``group_name``, or None.
+
+    Returns:
+        int | None: The id, or None for groups not named that way.
+    """
+    match = _LAYER_PREFIX.match(str(group_name or ''))
+    return int(match.group(1)) if match else None

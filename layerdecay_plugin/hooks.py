@@ -5,13 +5,12 @@ layer decay that is the stem's. This hook adds one ``layer_{id}_lr`` scalar
 per layer id (or only the lowest and highest), which the ``LoggerHook``
 prints and sends to every visualizer backend (TensorBoard, local, ...).
 """
-import re
 from typing import Dict, Optional
 
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-_GROUP_NAME = re.compile(r'^layer_(\d+)_')
+from .grouping import group_layer_id
 
 
 def layer_lrs(param_groups) -> Dict[int, float]:
@@ -25,9 +24,9 @@ def layer_lrs(param_groups) -> Dict[int, float]:
     """
     lrs: Dict[int, float] = {}
     for group in param_groups:
-        match = _GROUP_NAME.match(str(group.get('group_name', '')))
-        if match:
-            lrs.setdefault(int(match.group(1)), group['lr'])
+        layer_id = group_layer_id(group.get('group_name'))
+        if layer_id is not None:
+            lrs.setdefault(layer_id, group['lr'])
     return dict(sorted(lrs.items()))
 
 

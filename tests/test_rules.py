@@ -158,3 +158,11 @@ def test_plan_groups_composes_mmengine_options():
     head = by_name['layer_2_decay_lr_x2_wd0']
     assert (head.lr, head.weight_decay) == (2., 0.)
     assert head.extra == {'lr_mult': 2., 'decay_mult': 0.}
+
+
+def test_group_layer_id_inverts_group_names():
+    from layerdecay_plugin.grouping import group_layer_id
+    assert group_layer_id('layer_12_no_decay_lr_x2') == 12
+    assert group_layer_id('layer_0_decay') == 0
+    assert group_layer_id(None) is None
+    assert group_layer_id('backbone') is None
