@@ -11,10 +11,25 @@ import copy
 import json
 import os
 import sys
+import warnings
 from typing import Any, Dict, List, Optional, Sequence
 
+from .errors import LayerDecayConfigError
 from .grouping import group_layer_id
-from .report import GroupRow, format_group_table
+from .messages import config_file
+from .report import (GroupRow, format_extra, format_group_table, group_extras,
+                     row_order, table_not_logged)
+
+PLUGIN = 'layerdecay_plugin'
+# Type names only this package registers, and where a config names them.
+_OUR_TYPES = {
+    'LayerDecayOptimWrapperConstructor':
+    "optim_wrapper.constructor='LayerDecayOptimWrapperConstructor'",
+    'LayerDecayLrHook': "custom_hooks=[dict(type='LayerDecayLrHook')]"
+}
+# Top-level packages known not to import this plugin themselves.
+_OPENMMLAB = ('mmengine', 'mmcv', 'mmdet', 'mmpretrain', 'mmcls', 'mmseg',
+              'mmdet3d', 'mmpose', 'mmrotate', 'mmyolo')
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
@@ -23,7 +38,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
         prog='python -m layerdecay_plugin',
         description='Show the lr and weight decay every layer of a config '
         "gets from its optim_wrapper's constructor.")
-    parser.add_argument('config', help='an mmdet-style config file')
+    parser.add_argument('config', type=_existing_file,
+                        help='an mmdet-style config file')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction, default={},
         help='override config keys, e.g. optim_wrapper.constructor='
@@ -33,6 +49,57 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--plot', metavar='PATH',
                         help='write a PNG of lr per layer id')
     return parser.parse_args(argv)
+
+
+def _existing_file(path: str) -> str:
+    # argparse prints "error: argument config: ..." and exits with status 2,
+    # without a traceback.
+    if not os.path.isfile(path):
+        raise argparse.ArgumentTypeError(f'no config file at {path!r}')
+    return path
+
+
+def missing_plugin_import(cfg) -> Optional[str]:
+    """Why training this config would not find the plugin, if it would not.
+
+    The CLI imports the plugin itself, so a config that names
+    ``LayerDecayOptimWrapperConstructor`` or ``LayerDecayLrHook`` without
+    importing ``layerdecay_plugin`` builds here but fails under a Runner
+    with mmengine's ``KeyError: '... is not in the ... registry'``.
+
+    Args:
+        cfg: The merged config.
+
+    Returns:
+        str | None: An error message (prefixed ``error:``) when no
+        ``custom_imports`` module can have imported the plugin, a warning
+        (prefixed ``warning:``) when only non-OpenMMLab modules might, None
+        when the plugin is imported.
+    """
+    hooks = [h.get('type') for h in cfg.get('custom_hooks') or []
+             if isinstance(h, dict)]
+    constructor = (cfg.get('optim_wrapper') or {}).get('constructor')
+    named = [t for t in _OUR_TYPES if t == constructor or t in hooks]
+    if not named:
+        return None
+    imports = (cfg.get('custom_imports') or {}).get('imports') or []
+    if isinstance(imports, str):
+        imports = [imports]
+    if any(m == PLUGIN or m.startswith(PLUGIN + '.') for m in imports):
+        return None
+    fix = (f"add {PLUGIN!r} to custom_imports: custom_imports = dict("
+           f"imports=[..., {PLUGIN!r}], allow_failed_imports=False)")
+    where = ' and '.join(_OUR_TYPES[t] for t in named)
+    others = [m for m in imports if m.split('.')[0] not in _OPENMMLAB]
+    if others:
+        return (f'warning: the config sets {where} but its custom_imports '
+                f'({imports}) do not list {PLUGIN!r}; training finds it only '
+                f'if one of {others} imports it. Otherwise {fix}.')
+    return (f'error: the config sets {where} but no custom_imports import '
+            f"{PLUGIN!r} (custom_imports: {imports or 'none'}), so training "
+            f"would fail with KeyError: '{named[0]} is not in the ... "
+            f"registry'. This command imports the plugin itself and would "
+            f'hide that. Fix: {fix}.')
 
 
 def _drop_init_cfg(node: Any) -> None:
@@ -47,26 +114,49 @@ def _drop_init_cfg(node: Any) -> None:
             _drop_init_cfg(value)
 
 
-def build_param_groups(config: str, cfg_options: Optional[dict] = None):
-    """Build a config's model and optimizer; return (cfg, param groups, model).
+def load_config(config: str, cfg_options: Optional[dict] = None):
+    """The config file merged with ``--cfg-options``.
 
     Args:
         config: Path of the config file.
         cfg_options: Overrides, as ``--cfg-options`` gives them.
 
     Returns:
-        tuple: The merged ``Config``, the optimizer's ``param_groups`` and
-        the model.
+        Config: The merged config.
+    """
+    from mmengine.config import Config
+
+    with warnings.catch_warnings():
+        # mmengine imports (and reloads) pkg_resources to resolve `mmdet::`
+        # bases: setuptools' deprecation notice, twice, is noise here.
+        warnings.filterwarnings('ignore', 'pkg_resources is deprecated',
+                                UserWarning)
+        cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def build_param_groups(cfg, config: str):
+    """Build a config's model and optimizer; return (param groups, model,
+    optimizer defaults).
+
+    The constructor's own log table is skipped (the CLI prints a sorted one
+    with sample names); its other log lines still appear.
+
+    Args:
+        cfg: The merged ``Config`` (see :func:`load_config`).
+        config: Its path, to attribute config warnings to.
+
+    Returns:
+        tuple: The optimizer's ``param_groups``, the model and the
+        optimizer's ``defaults``.
     """
     import torch
-    from mmengine.config import Config
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import MODELS, init_default_scope
     from mmengine.utils import import_modules_from_strings
 
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
     if cfg.get('custom_imports'):
         import_modules_from_strings(**cfg.custom_imports)
     init_default_scope(cfg.get('default_scope', 'mmdet'))
@@ -77,20 +167,25 @@ def build_param_groups(config: str, cfg_options: Optional[dict] = None):
     if optim_cfg.get('type') == 'AmpOptimWrapper' and \
             not torch.cuda.is_available():
         optim_cfg['type'] = 'OptimWrapper'  # same groups, no GPU needed
-    wrapper = build_optim_wrapper(model, optim_cfg)
-    return cfg, wrapper.optimizer.param_groups, model
+    with table_not_logged(), config_file(config):
+        wrapper = build_optim_wrapper(model, optim_cfg)
+    optimizer = wrapper.optimizer
+    return optimizer.param_groups, model, optimizer.defaults
 
 
-def summarize(groups: List[dict], model) -> Dict[str, Any]:
+def summarize(groups: List[dict], model,
+              defaults: Optional[dict] = None) -> Dict[str, Any]:
     """Groups and per-parameter settings as plain data.
 
     Args:
         groups: An optimizer's ``param_groups``.
         model: The model the parameters belong to, to name them.
+        defaults: The optimizer's ``defaults``, so that only a group's own
+            extra options are listed.
 
     Returns:
-        dict: ``groups`` (sorted by layer id) and ``params`` (name -> group,
-        layer id, lr, weight decay).
+        dict: ``groups`` (sorted by layer id, decay before no-decay) and
+        ``params`` (name -> group, layer id, lr, weight decay).
     """
     names = {id(p): n for n, p in model.named_parameters()}
     rows, params = [], {}
@@ -104,13 +199,14 @@ def summarize(groups: List[dict], model) -> Dict[str, Any]:
             weight_decay=group.get('weight_decay', 0.),
             num_tensors=len(param_names),
             num_elements=sum(p.numel() for p in group['params']),
+            extra=group_extras(group, defaults or {}),
             param_names=param_names))
         for param_name in param_names:
             params[param_name] = dict(group=name, layer_id=layer_id,
                                       lr=group['lr'],
                                       weight_decay=rows[-1]['weight_decay'])
-    rows.sort(key=lambda r: (r['layer_id'] is None, r['layer_id'] or 0,
-                             r['group_name']))
+    # Same order as the table: by layer, decay first, otherwise mmdet's.
+    rows.sort(key=lambda r: row_order(r['layer_id'], r['weight_decay']))
     return dict(groups=rows, params=params)
 
 
@@ -141,10 +237,35 @@ def plot(summary: Dict[str, Any], path: str, title: str) -> None:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``python -m layerdecay_plugin`` and
-    ``layerdecay-inspect``."""
+    ``layerdecay-inspect``.
+
+    Returns:
+        int: 0, or 1 for a config that cannot be read or would not train
+        (a ``LayerDecayConfigError``, or the plugin not in
+        ``custom_imports``): the message is printed to stderr without a
+        traceback. A missing
+        config file exits with argparse's status 2.
+    """
     args = parse_args(argv)
-    cfg, groups, model = build_param_groups(args.config, args.cfg_options)
-    summary = summarize(groups, model)
+    try:
+        cfg = load_config(args.config, args.cfg_options)
+    except Exception as error:  # noqa: BLE001  syntax, duplicate keys, ...
+        # mmengine raises whatever the file caused; all are the user's to
+        # fix in the config, and a traceback into mmengine does not help.
+        print(f'{args.config}: error: cannot read the config: '
+              f'{type(error).__name__}: {error}', file=sys.stderr)
+        return 1
+    problem = missing_plugin_import(cfg)
+    if problem:
+        print(f'{args.config}: {problem}', file=sys.stderr)
+        if problem.startswith('error'):
+            return 1
+    try:
+        groups, model, defaults = build_param_groups(cfg, args.config)
+    except LayerDecayConfigError as error:
+        print(f'{args.config}: error: {error}', file=sys.stderr)
+        return 1
+    summary = summarize(groups, model, defaults)
     constructor = cfg.optim_wrapper.get('constructor',
                                         'DefaultOptimWrapperConstructor')
     title = f'{args.config}: {constructor}'
@@ -158,17 +279,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                  g['layer_id'], g['lr_scale'], g['lr'], g['weight_decay'],
                  g['num_tensors'], g['num_elements'],
                  ', '.join(g['param_names'][:2]) +
-                 (', ...' if g['num_tensors'] > 2 else ''))
+                 (', ...' if g['num_tensors'] > 2 else ''),
+                 format_extra(g['extra']))
         for g in summary['groups']
     ]
     print(format_group_table(rows, title, samples=True))
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(dict(config=args.config, constructor=constructor,
-                           **summary), f, indent=1)
+                           **summary), f, indent=1, default=repr)
+        print(f'wrote {args.json}: {len(rows)} groups and '
+              f'{len(summary["params"])} parameters')
     if args.plot:
         plot(summary, args.plot,
              f'{os.path.basename(args.config)}: {constructor}')
+        print(f'wrote {args.plot}: lr per layer id')
     return 0
 
 

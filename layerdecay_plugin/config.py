@@ -11,7 +11,8 @@ from typing import (Any, Dict, List, Mapping, NamedTuple, Optional, Tuple,
 
 from .declarative import Matcher, parse_matchers
 from .errors import LayerDecayConfigError
-from .rules import BUILTIN_RULES, DECAY_TYPES, NO_DECAY_NAMES
+from .rules import (BUILTIN_RULES, DECAY_TYPES, NO_DECAY_NAMES,
+                    parse_auto_rules)
 
 LAYER_DECAY_KEYS = ('decay_rate', 'decay_type', 'num_layers', 'backbone_attr',
                     'rules', 'no_decay_names')
@@ -23,8 +24,9 @@ MMENGINE_PARAMWISE_KEYS = ('custom_keys', 'bias_lr_mult', 'bias_decay_mult',
                            'flat_decay_mult', 'dcn_offset_lr_mult',
                            'bypass_duplicate')
 
-EXAMPLE = ("paramwise_cfg=dict(decay_rate=0.95, decay_type='layer_wise', "
-           'num_layers=6)')
+# No num_layers: it is inferred from the backbone, and any fixed value would
+# be wrong for most backbones (ConvNeXt-T needs 6, Swin-T 12).
+EXAMPLE = "paramwise_cfg=dict(decay_rate=0.9, decay_type='layer_wise')"
 
 
 class LayerDecayCfg(NamedTuple):
@@ -120,6 +122,33 @@ def parse_paramwise_cfg(cfg: Optional[Mapping]) -> LayerDecayCfg:
         _mmengine_options(cfg))
 
 
+def check_optimizer_cfg(optimizer: Any) -> None:
+    """Check the optimizer's ``lr`` and ``weight_decay``, which layer decay
+    scales per group: both must be set, finite and >= 0.
+
+    Args:
+        optimizer: ``optim_wrapper.optimizer``; anything but a dict is left
+            to mmengine, which reports it.
+
+    Raises:
+        LayerDecayConfigError: Naming the key, its value and the fix.
+    """
+    if not isinstance(optimizer, Mapping):
+        return
+    for key, example in (('lr', '1e-4'), ('weight_decay', '0.05')):
+        value = optimizer.get(key)
+        if value is None:
+            raise LayerDecayConfigError(
+                f'optim_wrapper.optimizer.{key} is not set: layer decay '
+                f'sets {key} per param group from it, so give it '
+                "explicitly (e.g. optimizer=dict(type='AdamW', lr=1e-4, "
+                'weight_decay=0.05)).')
+        if not _is_real(value) or not math.isfinite(value) or value < 0:
+            raise LayerDecayConfigError(
+                f'optim_wrapper.optimizer.{key}={value!r} is invalid: it '
+                f'must be a finite number >= 0, e.g. {key}={example}.')
+
+
 def _backbone_attr(value: Any) -> str:
     if not isinstance(value, str) or not all(
             part.isidentifier() for part in value.split('.')):
@@ -133,12 +162,16 @@ def _backbone_attr(value: Any) -> str:
 def _rules(value: Any, decay_type: str):
     if value is None:
         return None
+    auto = parse_auto_rules(value, decay_type)  # 'auto' or dict(type='auto')
+    if auto is not None:
+        return auto
     if isinstance(value, str):
         if value not in BUILTIN_RULES:
             raise LayerDecayConfigError(
                 f'paramwise_cfg.rules={value!r} is not a built-in family; '
-                f'use one of {", ".join(map(repr, BUILTIN_RULES))}, or a '
-                'dict of (regex, id) rules.')
+                f'use one of {", ".join(map(repr, BUILTIN_RULES))}, '
+                "'auto' (ids from the forward order), or a dict of "
+                '(regex, id) rules.')
         return value
     matchers = parse_matchers(value)
     if decay_type not in matchers:

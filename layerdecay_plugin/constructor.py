@@ -10,13 +10,19 @@ from mmengine.logging import MMLogger, print_log
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
+from .auto import auto_spec
 from .backbones import BackboneSpec, backbone_depths, class_path, spec_for
-from .config import LayerDecayCfg, parse_paramwise_cfg
+from .checks import check_layer_ids
+from .config import (LayerDecayCfg, check_optimizer_cfg,
+                     parse_paramwise_cfg)
 from .declarative import rules_from_matchers
 from .errors import LayerDecayConfigError
 from .grouping import GroupPlan, ParamInfo, plan_groups
-from .report import GroupRow, format_group_table
-from .rules import BackboneRules, layer_scale
+from .messages import check_custom_keys
+from .report import GroupRow, format_extra, log_group_table
+from .rules import AutoRules, BackboneRules, layer_scale
+from .sharding import (Shape, check_not_flat, clean_name,
+                       fsdp_original_shapes, numel, original_shape, unwrap)
 
 
 # Registered in mmengine's root registry: mmdet's, mmseg's and mmpretrain's
@@ -67,15 +73,24 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                  optim_wrapper_cfg: dict,
                  paramwise_cfg: Optional[dict] = None):
         self.layer_decay: LayerDecayCfg = parse_paramwise_cfg(paramwise_cfg)
+        self._fsdp_shapes: Dict[int, Shape] = {}
+        # Before the parent, which rejects a missing weight_decay with a
+        # bare ValueError when a *_decay_mult is set.
+        if isinstance(optim_wrapper_cfg, dict):
+            check_optimizer_cfg(optim_wrapper_cfg.get('optimizer'))
         super().__init__(optim_wrapper_cfg, paramwise_cfg)
-        for key, value in (('lr', self.base_lr),
-                           ('weight_decay', self.base_wd)):
-            if value is None:
-                raise LayerDecayConfigError(
-                    f'optim_wrapper.optimizer.{key} is not set: layer decay '
-                    f'sets {key} per param group from it, so give it '
-                    'explicitly (e.g. optimizer=dict(type=\'AdamW\', '
-                    'lr=1e-4, weight_decay=0.05)).')
+
+    def __call__(self, model: nn.Module):
+        # The parent strips a wrapper before add_params; FSDP keeps the
+        # root unit's flat parameter on the wrapper itself.
+        check_not_flat(model.named_parameters())
+        # Shapes from every FSDP unit, the root included, whose wrapper the
+        # parent strips off before add_params.
+        self._fsdp_shapes = fsdp_original_shapes(model)
+        try:
+            return super().__call__(model)
+        finally:
+            self._fsdp_shapes = {}
 
     def add_params(self,
                    params: List[dict],
@@ -92,11 +107,22 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             is_dcn_module: Unused, kept for the parent's signature.
         """
         cfg = self.layer_decay
+        check_not_flat(module.named_parameters())
         backbone = self._backbone(module)
-        named = {n: p for n, p in module.named_parameters() if p.requires_grad}
+        # Names and shapes as in the unwrapped, unsharded model, so that
+        # FSDP and ZeRO-3 get the same groups as a single process.
+        named = {
+            clean_name(n): p
+            for n, p in module.named_parameters() if p.requires_grad
+        }
+        fsdp_shapes = {**self._fsdp_shapes, **fsdp_original_shapes(module)}
+        shapes = {
+            n: original_shape(p, fsdp_shapes)
+            for n, p in named.items()
+        }
         head = cfg.backbone_attr + '.'
         rel_names = [n[len(head):] for n in named if n.startswith(head)]
-        rules, depths = self._rules(backbone, rel_names)
+        rules, depths, source = self._rules(backbone, rel_names)
         if cfg.decay_type not in rules.ids:
             raise LayerDecayConfigError(
                 f"paramwise_cfg.decay_type='{cfg.decay_type}' is not "
@@ -110,25 +136,35 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                 UserWarning, stacklevel=2)
         num_layers = self._num_layers(rules, depths, rel_names)
         rule = rules.ids[cfg.decay_type]
+        check_layer_ids(
+            class_path(type(backbone)), source,
+            [(name[len(head):], numel(original_shape(p, fsdp_shapes)),
+              p.requires_grad)
+             for name, p in ((clean_name(n), p)
+                             for n, p in module.named_parameters())
+             if name.startswith(head)],
+            lambda name: rule(name, num_layers, depths), num_layers + 1)
 
         def layer_id_of(name: str) -> int:
             if name.startswith(head):
                 return rule(name[len(head):], num_layers, depths)
             return num_layers + 1
 
-        options = self._mmengine_options(module, named)
+        options = self._mmengine_options(module, named, shapes)
         plan = plan_groups(
-            (ParamInfo(n, p.ndim, options.get(id(p), {}))
+            (ParamInfo(n, len(shapes[n]), options.get(id(p), {}))
              for n, p in named.items()), layer_id_of, cfg.decay_rate,
             num_layers, self.base_lr, self.base_wd, cfg.no_decay_names)
         params.extend(_to_param_group(g, named) for g in plan)
-        self._report(plan, named, rules.name, num_layers)
+        self._report(plan, shapes, rules.name, num_layers)
 
     def _backbone(self, module: nn.Module) -> nn.Module:
         attr = self.layer_decay.backbone_attr
         backbone = module
         for part in attr.split('.'):
-            backbone = getattr(backbone, part, None)
+            backbone = getattr(unwrap(backbone), part, None)
+        if isinstance(backbone, nn.Module):
+            backbone = unwrap(backbone)  # wrapped as an FSDP unit
         if not isinstance(backbone, nn.Module):
             children = [n for n, _ in module.named_children()]
             raise LayerDecayConfigError(
@@ -142,10 +178,19 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
 
     def _rules(self, backbone: nn.Module, rel_names: List[str]):
         rules = self.layer_decay.rules
-        if isinstance(rules, dict):
-            return rules_from_matchers(rules, rel_names), []
-        spec: BackboneSpec = spec_for(backbone, rules)
-        return spec.rules, backbone_depths(backbone, spec)
+        if isinstance(rules, AutoRules):
+            spec = auto_spec(backbone, rules)
+        elif isinstance(rules, dict):
+            spec = BackboneSpec(rules_from_matchers(rules, rel_names),
+                                lambda b: [],
+                                'config (paramwise_cfg.rules regexes)')
+        else:
+            spec = spec_for(backbone, rules)
+        print_log(
+            f'layer decay: backbone {class_path(type(backbone))} gets '
+            f'{spec.rules.name} rules, chosen by {spec.source}',
+            logger='current')
+        return spec.rules, backbone_depths(backbone, spec), spec.source
 
     def _num_layers(self, rules: BackboneRules, depths: List[int],
                     rel_names: List[str]) -> int:
@@ -174,22 +219,40 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         return cfg.num_layers
 
     def _mmengine_options(self, module: nn.Module,
-                          named: Dict[str, nn.Parameter]) -> Dict[int, dict]:
-        """What mmengine's own constructor gives each parameter, by id()."""
+                          named: Dict[str, nn.Parameter],
+                          shapes: Dict[str, Shape]) -> Dict[int, dict]:
+        """What mmengine's own constructor gives each parameter, by id(),
+        as it would on the unwrapped, unsharded model."""
         mm_cfg = self.layer_decay.mmengine
         if not mm_cfg:
             return {}
-        for key in mm_cfg.get('custom_keys', {}):
-            if not any(key in n for n in named):
-                warnings.warn(
-                    f'paramwise_cfg.custom_keys[{key!r}] matches no '
-                    'trainable parameter name; check it for typos.',
-                    UserWarning, stacklevel=3)
+        check_custom_keys(mm_cfg.get('custom_keys', {}),
+                          [clean_name(n) for n, _ in module.named_parameters()],
+                          named)
+        options = self._run_mmengine(module, mm_cfg)
+        # mmengine's flat_decay_mult picks parameters by `param.ndim == 1`,
+        # which every FSDP shard view and ZeRO-3 placeholder is. Find the
+        # parameters that rule touched (their weight decay follows
+        # flat_decay_mult) and undo it for those not really 1-D.
+        views = [p for n, p in named.items() if len(shapes[n]) != p.ndim]
+        flat_mult = mm_cfg.get('flat_decay_mult')
+        if views and flat_mult is not None and self.base_wd:
+            probe = self._run_mmengine(
+                module, dict(mm_cfg, flat_decay_mult=flat_mult + 1))
+            for param in views:
+                mine, other = (opts.get(id(param), {})
+                               for opts in (options, probe))
+                if param.ndim == 1 and mine.get('weight_decay') != \
+                        other.get('weight_decay'):
+                    del mine['weight_decay']
+        return options
+
+    def _run_mmengine(self, module: nn.Module, mm_cfg: dict
+                      ) -> Dict[int, dict]:
         # Reuse mmengine's own rules (custom_keys precedence, DCN and norm
-        # detection) rather than re-implementing them, through a plain
-        # default constructor (its add_params recurses through self), with
-        # its per-parameter log lines silenced.
-        default = DefaultOptimWrapperConstructor(
+        # detection) rather than re-implementing them, with its
+        # per-parameter log lines silenced.
+        default = _UnwrappingConstructor(
             dict(self.optim_wrapper_cfg, optimizer=self.optimizer_cfg),
             dict(mm_cfg))
         mm_groups: List[dict] = []
@@ -202,21 +265,31 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                 id(param), {k: v for k, v in group.items() if k != 'params'})
         return options
 
-    def _report(self, plan: List[GroupPlan], named: dict, family: str,
-                num_layers: int) -> None:
+    def _report(self, plan: List[GroupPlan], shapes: Dict[str, Shape],
+                family: str, num_layers: int) -> None:
         if get_dist_info()[0] != 0:
             return
         rows = [
             GroupRow(g.group_name, g.layer_id, g.lr_scale, g.lr,
                      g.weight_decay, len(g.param_names),
-                     sum(named[n].numel() for n in g.param_names))
+                     sum(numel(shapes[n]) for n in g.param_names),
+                     extra=format_extra(g.extra))
             for g in plan
         ]
         cfg = self.layer_decay
         title = (f'layer decay: {family}, {cfg.decay_type}, decay_rate='
                  f'{cfg.decay_rate:g}, num_layers={num_layers}, base lr='
                  f'{self.base_lr:g}, weight decay={self.base_wd:g}')
-        print_log('\n' + format_group_table(rows, title), logger='current')
+        log_group_table(rows, title)
+
+
+class _UnwrappingConstructor(DefaultOptimWrapperConstructor):
+    """mmengine's default rules, walking through FSDP and checkpoint
+    wrappers (its add_params recurses through self), so that custom_keys
+    see the same names as on the unwrapped model."""
+
+    def add_params(self, params, module, prefix='', is_dcn_module=None):
+        super().add_params(params, unwrap(module), prefix, is_dcn_module)
 
 
 @contextmanager

@@ -4,6 +4,7 @@ Torch-free: parameters arrive as :class:`ParamInfo` and the id rule as a
 callable, so every backbone's rules feed the same code path.
 """
 import re
+from collections import Counter
 from typing import (Any, Callable, Dict, Iterable, List, Mapping, NamedTuple,
                     Optional, Sequence, Tuple)
 
@@ -38,6 +39,56 @@ class GroupPlan(NamedTuple):
     extra: Dict[str, Any]
 
 
+class Settings(NamedTuple):
+    """What a parameter gets besides its layer id.
+
+    Attributes:
+        label: ``'decay'`` or ``'no_decay'``, the word in the group name.
+        weight_decay: Its weight decay.
+        lr: Its lr before the layer scale.
+        extra: Sorted ``(key, value)`` pairs of extra group keys (mmengine's
+            ``custom_keys`` entries such as ``lr_mult``, ``momentum``).
+    """
+    label: str
+    weight_decay: float
+    lr: float
+    extra: Tuple[Tuple[str, Any], ...] = ()
+
+
+def param_settings(options: Mapping[str, Any], default_no_decay: bool,
+                   base_lr: float, base_wd: float) -> Settings:
+    """The lr, weight decay and extra keys of one parameter.
+
+    Without mmengine options, or when they leave lr and weight decay at the
+    layer-decay defaults and add no key, the parameter gets mmdet's settings
+    and label (``'decay'``: the optimizer's weight decay, ``'no_decay'``:
+    0), so options that change nothing cannot split mmdet's groups. When
+    options change something, the label follows the weight decay actually
+    given: ``'no_decay'`` exactly when it is 0.
+
+    Args:
+        options: What mmengine's options give the parameter (may be empty).
+        default_no_decay: Whether layer decay alone gives it weight decay 0
+            (1-D parameters, biases, ``no_decay_names``).
+        base_lr: Optimizer lr.
+        base_wd: Optimizer weight decay.
+
+    Returns:
+        Settings: The parameter's label, weight decay, lr and extra keys.
+    """
+    default_wd = 0. if default_no_decay else base_wd
+    label = 'no_decay' if default_no_decay else 'decay'
+    if not options:
+        return Settings(label, default_wd, base_lr)
+    extra = dict(options)
+    weight_decay = extra.pop('weight_decay', default_wd)
+    lr = extra.pop('lr', base_lr)
+    if not extra and weight_decay == default_wd and lr == base_lr:
+        return Settings(label, default_wd, base_lr)
+    return Settings('no_decay' if weight_decay == 0 else 'decay',
+                    weight_decay, lr, tuple(sorted(extra.items())))
+
+
 def plan_groups(params: Iterable[ParamInfo],
                 layer_id_of: Callable[[str], int],
                 decay_rate: float,
@@ -51,10 +102,10 @@ def plan_groups(params: Iterable[ParamInfo],
     A parameter's lr is ``lr_scale(layer id) * (its mmengine lr or
     base_lr)``; its weight decay is its mmengine weight decay where an
     mmengine rule set one, else 0 for 1-D parameters, biases and
-    ``no_decay_names``, else ``base_wd``. Groups come out in the order their
-    first parameter appears and hold their names in parameter order, which
-    is the order mmdet produces, so an optimizer state saved with one loads
-    into the other.
+    ``no_decay_names``, else ``base_wd`` (see :func:`param_settings`).
+    Groups come out in the order their first parameter appears and hold
+    their names in parameter order, which is the order mmdet produces, so an
+    optimizer state saved with one loads into the other.
 
     Args:
         params: Trainable parameters in ``named_parameters()`` order.
@@ -66,45 +117,82 @@ def plan_groups(params: Iterable[ParamInfo],
         no_decay_names: Last name components that get no weight decay.
 
     Returns:
-        list[GroupPlan]: Groups named ``layer_{id}_{decay|no_decay}``, with a
-        suffix describing mmengine options where they apply.
+        list[GroupPlan]: Groups named as :func:`group_names` says.
     """
-    groups: Dict[Tuple, GroupPlan] = {}
-    names_used: Dict[str, Tuple] = {}
+    members: Dict[Tuple, List[str]] = {}
+    settings: Dict[Tuple, Tuple[int, Settings]] = {}
     for param in params:
         layer_id = layer_id_of(param.name)
-        no_decay = is_no_decay(param.name, param.ndim, no_decay_names)
-        default_wd = 0. if no_decay else base_wd
-        options = param.options
-        if options:  # only with mmengine options; the common path skips it
-            options = dict(options)
-            weight_decay = options.pop('weight_decay', default_wd)
-            own_lr = options.pop('lr', base_lr)
-            extra_key = repr(sorted(options.items()))
-        else:
-            weight_decay, own_lr, extra_key = default_wd, base_lr, ''
-        key = (layer_id, no_decay, weight_decay, own_lr, extra_key)
-        if key not in groups:
-            scale = layer_scale(decay_rate, num_layers, layer_id)
-            name = _group_name(layer_id, no_decay, default_wd, weight_decay,
-                               own_lr, base_lr)
-            if name in names_used:  # same look, different extra options
-                name = f'{name}_{sum(n.startswith(name) for n in names_used)}'
-            names_used[name] = key
-            groups[key] = GroupPlan(name, layer_id, scale, scale * own_lr,
-                                    weight_decay, [], dict(options))
-        groups[key].param_names.append(param.name)
-    return list(groups.values())
+        setting = param_settings(
+            param.options, is_no_decay(param.name, param.ndim,
+                                       no_decay_names), base_lr, base_wd)
+        # repr: extra values may be unhashable (lists)
+        key = (layer_id, ) + setting[:3] + (repr(setting.extra), )
+        if key not in members:
+            members[key] = []
+            settings[key] = (layer_id, setting)
+        members[key].append(param.name)
+    names = group_names(list(settings.values()), base_lr, base_wd)
+    plans = []
+    for name, (key, (layer_id, setting)) in zip(names, settings.items()):
+        scale = layer_scale(decay_rate, num_layers, layer_id)
+        plans.append(
+            GroupPlan(name, layer_id, scale, scale * setting.lr,
+                      setting.weight_decay, members[key],
+                      dict(setting.extra)))
+    return plans
 
 
-def _group_name(layer_id: int, no_decay: bool, default_wd: float,
-                weight_decay: float, own_lr: float, base_lr: float) -> str:
-    name = f'layer_{layer_id}_{"no_decay" if no_decay else "decay"}'
-    if own_lr != base_lr:
-        name += f'_lr_x{own_lr / base_lr:g}'
-    if weight_decay != default_wd:
-        name += f'_wd{weight_decay:g}'
+def group_names(groups: Sequence[Tuple[int, Settings]], base_lr: float,
+                base_wd: float) -> List[str]:
+    """Names that say what each group is, unique among the groups.
+
+    ``layer_{id}_{decay|no_decay}`` (mmdet's names), then ``_lr_x{mult}``
+    when the lr is not the layer's default and ``_wd{value}`` when a
+    ``decay`` group's weight decay is not the optimizer's. Groups that
+    would still share a name differ in extra keys only; those keys are
+    appended (``_momentum0.8``).
+
+    Args:
+        groups: ``(layer id, settings)`` of each group, in group order.
+        base_lr: Optimizer lr.
+        base_wd: Optimizer weight decay.
+
+    Returns:
+        list[str]: One name per group.
+    """
+    names = [_visible_name(i, s, base_lr, base_wd) for i, s in groups]
+    counts = Counter(names)
+    names = [
+        name + _extra_suffix(s.extra) if counts[name] > 1 else name
+        for name, (_, s) in zip(names, groups)
+    ]
+    seen: Counter = Counter()
+    unique = []
+    for name in names:  # values that print alike (1e-7 vs 1.00000001e-7)
+        unique.append(f'{name}_{seen[name]}' if seen[name] else name)
+        seen[name] += 1
+    return unique
+
+
+def _visible_name(layer_id: int, setting: Settings, base_lr: float,
+                  base_wd: float) -> str:
+    name = f'layer_{layer_id}_{setting.label}'
+    if setting.lr != base_lr:
+        name += f'_lr_x{setting.lr / base_lr:g}'
+    if setting.label == 'decay' and setting.weight_decay != base_wd:
+        name += f'_wd{setting.weight_decay:g}'
     return name
+
+
+def _extra_suffix(extra: Sequence[Tuple[str, Any]]) -> str:
+    return ''.join(f'_{key}{_short(value)}' for key, value in extra)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f'{value:g}'
+    return str(value).replace(' ', '')
 
 
 _LAYER_PREFIX = re.compile(r'^layer_(\d+)_')

@@ -1,12 +1,14 @@
 """Swin, ViT, ResNet/ResNeXt, get_layer_depth backbones, config rules and
 registered rules, on real mmdet/mmpretrain modules."""
 import pytest
+import torch
 import torch.nn as nn
 
 from conftest import (MMDET_CONFIGS, _register, assert_same_groups,
                       build_detector, our_groups)
 from layerdecay_plugin import register_backbone_rules
 from layerdecay_plugin.backbones import BACKBONES, class_path
+from layerdecay_plugin.errors import LayerDecayConfigError
 from layerdecay_plugin.rules import (resnet_layer_id, swin_layer_id,
                                      vit_blocks_layer_id)
 
@@ -157,17 +159,106 @@ def test_plain_blocks_vit_via_builtin_name_and_config_rules():
     assert vit_blocks_layer_id('fc_norm.weight', 4) == 4
 
 
-def test_get_layer_depth_protocol_mmpretrain_swin():
+def test_get_layer_depth_protocol_mmpretrain_beit():
+    _register()
+    from mmpretrain.models import BEiTViT
+    assert class_path(BEiTViT) not in BACKBONES
+    beit = BEiTViT(arch=dict(embed_dims=16, num_layers=3, num_heads=2,
+                             feedforward_channels=32), img_size=32,
+                   patch_size=16)
+    groups = our_groups(wrap(beit), dict(decay_rate=0.9))
+    total = beit.get_layer_depth('x', 'backbone.')[1]
+    for name, (layer_id, _, _) in group_of(groups).items():
+        depth = beit.get_layer_depth(name, 'backbone.')[0]
+        assert layer_id == (depth if depth < total - 1 else total - 1), name
+    check_monotone(groups, total - 2)
+
+
+def test_mmpretrain_swin_registered_rule_matches_its_get_layer_depth():
+    """Registered for stage_wise; its layer ids are unchanged."""
     _register()
     from mmpretrain.models import SwinTransformer
-    assert class_path(SwinTransformer) not in BACKBONES
     swin = SwinTransformer(arch='tiny', img_size=64)
     groups = our_groups(wrap(swin), dict(decay_rate=0.9))
     total = swin.get_layer_depth('x', 'backbone.')[1]
     for name, (layer_id, _, _) in group_of(groups).items():
         depth = swin.get_layer_depth(name, 'backbone.')[0]
         assert layer_id == (depth if depth < total - 1 else total - 1), name
-    check_monotone(groups, total - 2)
+    stage = group_of(our_groups(wrap(swin), dict(decay_rate=0.9,
+                                                 decay_type='stage_wise')))
+    assert stage['backbone.stages.2.blocks.5.norm1.weight'][0] == 3
+    assert stage['backbone.stages.2.downsample.reduction.weight'][0] == 3
+
+
+def test_hivit_gets_a_rule_not_its_broken_get_layer_depth():
+    """mmpretrain's HiViT.get_layer_depth looks for `layers.`; its blocks
+    are `blocks.`, so it would put every block at the head's lr."""
+    _register()
+    from mmpretrain.models import HiViT
+    hivit = HiViT(arch=dict(embed_dims=64, depths=[1, 1, 2], num_heads=2),
+                  img_size=64)
+    upstream, total = hivit.get_layer_depth('blocks.3.mlp.fc1.weight')
+    assert upstream == total - 1  # the head's depth: upstream is wrong
+    ids = group_of(our_groups(wrap(hivit), dict(decay_rate=0.9)))
+    # 2 MLP blocks, merge, 2 MLP blocks, merge, 2 attention blocks
+    assert ids['backbone.patch_embed.proj.weight'][0] == 0
+    assert ids['backbone.blocks.3.mlp.fc1.weight'][0] == 4
+    assert ids['backbone.blocks.7.attn.qkv.weight'][0] == 8
+    stage = group_of(our_groups(wrap(hivit), dict(decay_rate=0.9,
+                                                  decay_type='stage_wise')))
+    assert [stage[f'backbone.blocks.{i}.norm2.weight'][0]
+            for i in (0, 1, 3, 4, 6, 7)] == [1, 1, 2, 2, 3, 3]
+
+
+class ToyUnknownNet(nn.Module):
+    """No rule knows it: a stem, a list of residual-like blocks, a norm."""
+
+    def __init__(self, blocks=3):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.body = nn.Sequential(*(nn.Sequential(
+            nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4),
+            nn.Conv2d(4, 4, 1)) for _ in range(blocks)))
+        self.norm = nn.BatchNorm2d(4)
+
+    def forward(self, x):
+        return self.norm(self.body(self.stem(x)))
+
+
+def test_unknown_backbone_error_names_auto_as_a_fix():
+    with pytest.raises(LayerDecayConfigError, match="rules='auto'"):
+        our_groups(wrap(ToyUnknownNet()), dict(decay_rate=0.9))
+
+
+def test_auto_rules_for_an_unknown_backbone():
+    backbone = ToyUnknownNet()
+    backbone.train()
+    running = backbone.norm.running_mean.clone()
+    groups = our_groups(wrap(backbone), dict(
+        decay_rate=0.5, rules=dict(type='auto', input_shape=(1, 3, 8, 8))))
+    ids = group_of(groups)
+    assert ids['backbone.stem.weight'][0] == 0
+    assert [ids[f'backbone.body.{i}.0.weight'][0] for i in range(3)] == \
+        [1, 2, 3]
+    assert ids['backbone.norm.weight'][0] == 3  # runs last: the last block's
+    assert ids['head.weight'][0] == 4
+    check_monotone(groups, 3)
+    # the dry run leaves the module as it was
+    assert backbone.training and backbone.body[0][1].training
+    assert torch.equal(backbone.norm.running_mean, running)
+
+
+def test_auto_rules_report_a_failing_dummy_input():
+    with pytest.raises(LayerDecayConfigError, match=r'\(1, 5, 8, 8\)'):
+        our_groups(wrap(ToyUnknownNet()), dict(
+            decay_rate=0.9, rules=dict(type='auto',
+                                       input_shape=(1, 5, 8, 8))))
+    with pytest.raises(LayerDecayConfigError, match='stage_wise'):
+        our_groups(wrap(ToyUnknownNet()), dict(
+            decay_rate=0.9, decay_type='stage_wise', rules='auto'))
+    with pytest.raises(LayerDecayConfigError, match="'hrnet'.*'auto'"):
+        our_groups(wrap(ToyUnknownNet()), dict(decay_rate=0.9,
+                                               rules='atuo'))
 
 
 def test_register_backbone_rules_for_a_new_class():

@@ -1,29 +1,53 @@
 """`python -m layerdecay_plugin CONFIG`: table, JSON and plot from real
 configs, ours and mmdet's."""
 import json
+import logging
 import subprocess
 import sys
 
 import pytest
+from mmengine.config import Config
+from mmengine.logging import MMLogger
 
 from conftest import CONVNEXT_CONFIGS, ROOT
-from layerdecay_plugin.cli import main
+from layerdecay_plugin.cli import main, missing_plugin_import
 
 GPU_CONFIG = ROOT / 'configs' / \
     'mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco_layerdecay.py'
 MMDET_T = next(p for p in CONVNEXT_CONFIGS if p.name.startswith('mask-rcnn'))
+R50 = "_base_ = ['mmdet::faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py']\n"
+IMPORT = "custom_imports = dict(imports=['layerdecay_plugin'])\n"
+
+
+def write_config(tmp_path, text: str) -> str:
+    path = tmp_path / 'my_config.py'
+    path.write_text(text)
+    return str(path)
 
 
 def test_project_config_table_json_plot(tmp_path, capsys):
+    """One table (the constructor's own log table is skipped), sorted by
+    layer, and where --json/--plot went."""
     out_json, out_png = tmp_path / 'groups.json', tmp_path / 'lr.png'
+    log = tmp_path / 'log.txt'
+    logger = MMLogger.get_instance('layerdecay-cli-test', log_file=str(log),
+                                   log_level=logging.INFO)
     assert main([str(GPU_CONFIG), '--json', str(out_json), '--plot',
                  str(out_png)]) == 0
+    for handler in logger.handlers:
+        handler.flush()
+    assert '| layer_' not in log.read_text()  # no second table in the log
     text = capsys.readouterr().out
     assert 'LayerDecayOptimWrapperConstructor' in text
     assert 'sample parameters' in text and 'backbone.stages.2.3' in text
+    rows = [line.split()[1] for line in text.splitlines()
+            if line.startswith('| layer_')]
+    assert rows.count('layer_0_decay') == 1
+    ids = [int(name.split('_')[1]) for name in rows]
+    assert ids == sorted(ids)
+    assert f'wrote {out_json}: ' in text and f'wrote {out_png}: ' in text
     data = json.loads(out_json.read_text())
-    assert [g['layer_id'] for g in data['groups']] == sorted(
-        g['layer_id'] for g in data['groups'])
+    assert [g['layer_id'] for g in data['groups']] == ids
     assert {g['layer_id'] for g in data['groups']} == set(range(8))
     stem = data['params']['backbone.downsample_layers.0.0.weight']
     assert stem == dict(group='layer_0_decay', layer_id=0,
@@ -52,8 +76,99 @@ def test_config_without_layer_decay_says_so(capsys):
     assert 'no layer decay in this config' in capsys.readouterr().out
 
 
-def test_module_entry_point_runs():
+def test_help_lists_the_options(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(['--help'])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert '--cfg-options' in out and '--plot' in out
+
+
+def test_module_entry_point_exit_status_and_quiet_start(tmp_path):
+    """The real entry point on a config that would not train: exit 1, the
+    message, no traceback, no pkg_resources notice."""
+    config = write_config(tmp_path, R50 + (
+        "custom_hooks = [dict(type='LayerDecayLrHook')]\n"))
     result = subprocess.run(
-        [sys.executable, '-m', 'layerdecay_plugin', '--help'],
-        capture_output=True, text=True, check=True)
-    assert '--cfg-options' in result.stdout and '--plot' in result.stdout
+        [sys.executable, '-m', 'layerdecay_plugin', config],
+        capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "custom_hooks=[dict(type='LayerDecayLrHook')]" in result.stderr
+    assert 'Traceback' not in result.stderr
+    assert 'pkg_resources' not in result.stderr + result.stdout
+
+
+def test_config_error_is_a_message_and_exit_1(tmp_path, capsys):
+    config = write_config(tmp_path, R50 + IMPORT + (
+        'optim_wrapper = dict(constructor='
+        "'LayerDecayOptimWrapperConstructor',\n"
+        '    paramwise_cfg=dict(decay_rate=0.9, num_layer=16))\n'))
+    assert main([config]) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"{config}: error: ") and \
+        "unknown key 'num_layer'" in captured.err
+    assert 'Traceback' not in captured.err + captured.out
+
+
+def test_missing_config_file_exits_2_without_traceback(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tmp_path / 'nope.py')])
+    assert exit_.value.code == 2
+    assert 'no config file at' in capsys.readouterr().err
+
+
+def test_config_without_the_plugin_import_is_refused(tmp_path, capsys):
+    """Training would fail with mmengine's registry KeyError; the CLI, which
+    imports the plugin itself, must not hide that."""
+    config = write_config(tmp_path, R50 + (
+        "optim_wrapper = dict(constructor='LayerDecayOptimWrapperConstructor',"
+        '\n    paramwise_cfg=dict(decay_rate=0.9))\n'))
+    assert main([config]) == 1
+    err = capsys.readouterr().err
+    assert "optim_wrapper.constructor='LayerDecayOptimWrapperConstructor'" \
+        in err
+    assert "KeyError: 'LayerDecayOptimWrapperConstructor is not in" in err
+    assert "imports=[..., 'layerdecay_plugin']" in err
+
+
+@pytest.mark.parametrize('cfg,verdict', [
+    (dict(custom_hooks=[dict(type='LayerDecayLrHook')]), 'error'),
+    (dict(custom_hooks=[dict(type='LayerDecayLrHook')],
+          custom_imports=dict(imports=['mmpretrain.models'])), 'error'),
+    (dict(custom_hooks=[dict(type='LayerDecayLrHook')],
+          custom_imports=dict(imports=['mypkg.models'])), 'warning'),
+    (dict(custom_hooks=[dict(type='LayerDecayLrHook')],
+          custom_imports=dict(imports=['layerdecay_plugin.hooks'])), None),
+    (dict(optim_wrapper=dict(constructor='Other')), None),
+])
+def test_missing_plugin_import_cases(cfg, verdict):
+    problem = missing_plugin_import(Config(cfg))
+    if verdict is None:
+        assert problem is None
+    else:
+        assert problem.startswith(verdict) and 'custom_hooks' in problem
+
+
+def test_custom_keys_warning_points_at_the_config(tmp_path, capsys):
+    config = write_config(tmp_path, R50 + IMPORT + (
+        "optim_wrapper = dict(constructor='LayerDecayOptimWrapperConstructor',"
+        '\n    paramwise_cfg=dict(decay_rate=0.9,\n'
+        "        custom_keys={'nek': dict(lr_mult=2.)}))\n"))
+    with pytest.warns(UserWarning, match=r"custom_keys\['nek'\]") as record:
+        assert main([config]) == 0
+    assert (record[0].filename, record[0].lineno) == (config, 5)
+    assert "Did you mean 'neck'" in str(record[0].message)
+    assert 'layer_17_decay' in capsys.readouterr().out
+
+
+def test_unreadable_config_is_a_message_and_exit_1(tmp_path, capsys):
+    """The README's 'Duplicate key' entry: two bases defining the same
+    keys."""
+    demo = ROOT / 'configs' / \
+        'mask-rcnn_convnext-t-p4-w7_fpn_layerdecay_shapes-demo-cpu.py'
+    swin = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
+    config = write_config(tmp_path, f'_base_ = [{str(demo)!r}, {swin!r}]\n')
+    assert main([config]) == 1
+    err = capsys.readouterr().err
+    assert 'error: cannot read the config: KeyError:' in err
+    assert 'Duplicate key is not allowed among bases' in err

@@ -87,3 +87,14 @@ def test_no_options_keeps_mmdet_groups():
     model = build_detector(CONVNEXT_CONFIGS[-1])
     cfg = dict(decay_rate=0.95, decay_type='layer_wise', num_layers=6)
     assert_same_groups(mmdet_groups(model, cfg), our_groups(model, cfg))
+
+
+def test_options_that_change_nothing_keep_mmdets_groups():
+    """RTMDet's paramwise options (inherited by mmdet's RTMDet ConvNeXt-B
+    config) give every parameter the lr and weight decay layer decay gives
+    it anyway, so the groups stay mmdet's (it ignores these options)."""
+    model = build_detector(CONVNEXT_CONFIGS[-1], arch='atto')
+    cfg = dict(decay_rate=0.8, num_layers=5)
+    rtmdet = dict(norm_decay_mult=0, bias_decay_mult=0, bypass_duplicate=True)
+    assert_same_groups(mmdet_groups(model, cfg),
+                       our_groups(model, dict(cfg, **rtmdet)))

@@ -19,8 +19,8 @@ def construct(paramwise_cfg, optimizer=OPTIMIZER):
 
 BAD_CFGS = [
     # (paramwise_cfg, fragments the message must contain)
-    (None, ['paramwise_cfg', 'None', 'decay_rate=0.95']),
-    ({}, ['paramwise_cfg', '{}', 'decay_rate=0.95']),
+    (None, ['paramwise_cfg', 'None', 'decay_rate=0.9']),
+    ({}, ['paramwise_cfg', '{}', 'decay_rate=0.9']),
     (dict(num_layers=6), ['decay_rate is missing', '> 0']),
     (dict(GOOD, decay_rate='0.9'), ["decay_rate='0.9'", '> 0']),
     (dict(GOOD, decay_rate=0), ['decay_rate=0 ', '> 0']),
@@ -78,12 +78,49 @@ def test_bad_paramwise_cfg(cfg, fragments):
         assert fragment in str(err.value)
 
 
+def test_missing_decay_rate_suggests_a_config_without_num_layers():
+    """num_layers is inferred; any fixed example is wrong for most
+    backbones (ConvNeXt-T needs 6, Swin-T 12)."""
+    with pytest.raises(LayerDecayConfigError) as err:
+        construct(dict(decay_type='layer_wise'))
+    msg = str(err.value)
+    assert "e.g. paramwise_cfg=dict(decay_rate=0.9, decay_type='layer_wise')"\
+        in msg
+    assert 'num_layers' not in msg
+
+
 @pytest.mark.parametrize('missing', ['lr', 'weight_decay'])
 def test_optimizer_without_lr_or_weight_decay(missing):
     optimizer = {k: v for k, v in OPTIMIZER.items() if k != missing}
     with pytest.raises(LayerDecayConfigError,
                        match=f'optimizer.{missing} is not set'):
         construct(GOOD, optimizer)
+
+
+def test_missing_weight_decay_named_before_mmengine_refuses_it():
+    """mmengine raises a bare ValueError('base_wd should not be None')."""
+    optimizer = {k: v for k, v in OPTIMIZER.items() if k != 'weight_decay'}
+    with pytest.raises(LayerDecayConfigError,
+                       match='optimizer.weight_decay is not set'):
+        construct(dict(GOOD, norm_decay_mult=0.), optimizer)
+
+
+@pytest.mark.parametrize('key', ['lr', 'weight_decay'])
+@pytest.mark.parametrize('value', ['1e-4', -1e-4, math.nan, math.inf, True,
+                                   [1e-4]])
+def test_optimizer_lr_and_weight_decay_must_be_finite_non_negative(key,
+                                                                    value):
+    with pytest.raises(LayerDecayConfigError) as err:
+        construct(GOOD, dict(OPTIMIZER, **{key: value}))
+    msg = str(err.value)
+    assert f'optim_wrapper.optimizer.{key}={value!r} is invalid' in msg
+    assert 'finite number >= 0' in msg
+
+
+def test_zero_lr_and_weight_decay_are_valid(toy_detector):
+    groups = construct(GOOD, dict(OPTIMIZER, lr=0, weight_decay=0.))(
+        toy_detector()).optimizer.param_groups
+    assert {(g['lr'], g['weight_decay']) for g in groups} == {(0., 0.)}
 
 
 def test_num_layers_too_small_for_convnext_s():
@@ -170,32 +207,109 @@ def test_custom_key_typo_warns(toy_detector):
             toy_detector())
 
 
+class MysteryNet(nn.Module):
+    """A backbone class nothing knows."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Conv2d(3, 4, 1)
+
+
 def test_unsupported_backbone_names_class_and_supported_ones():
     _register()
-    from mmdet.models.backbones import MobileNetV2
     model = nn.Module()
-    model.backbone = MobileNetV2()
+    model.backbone = MysteryNet()
     with pytest.raises(LayerDecayConfigError) as err:
         construct(GOOD)(model)
     msg = str(err.value)
-    assert 'mmdet.models.backbones.mobilenet_v2.MobileNetV2' in msg
+    assert f'{__name__}.MysteryNet' in msg
     assert 'mmdet.models.backbones.swin.SwinTransformer' in msg
     assert 'mmpretrain.models.backbones.convnext.ConvNeXt' in msg
     assert 'register_backbone_rules' in msg and 'rules=dict(' in msg
 
 
 def test_convnext_lookalike_by_name_only_is_refused():
-    """mmdet accepts any class whose name contains 'ConvNeXt'."""
+    """mmdet accepts any class whose name contains 'ConvNeXt'; we want
+    mmpretrain's ConvNeXt parameter names too (tests/test_dropin.py)."""
 
     class ConvNeXt(nn.Module):
         depths = [3, 3, 9, 3]
 
+        def __init__(self):
+            super().__init__()
+            self.body = nn.Linear(2, 2)
+
     model = nn.Module()
     model.backbone = ConvNeXt()
-    with pytest.raises(LayerDecayConfigError, match='cannot map'):
+    with pytest.raises(LayerDecayConfigError,
+                       match=r"ConvNeXt in its name.*expected "
+                       r"downsample_layers\.i\.\* and stages\.i\.j\.\*.*"
+                       r"found no parameter named"):
         construct(GOOD)(model)
 
 
 def test_decay_rate_above_one_warns(toy_detector):
     with pytest.warns(UserWarning, match='decay_rate=1.1 > 1'):
         construct(dict(GOOD, decay_rate=1.1))(toy_detector())
+
+
+def test_entirely_frozen_backbone_warns_layer_decay_has_no_effect(
+        toy_detector):
+    model = toy_detector()
+    model.backbone.requires_grad_(False)
+    with pytest.warns(UserWarning) as caught:
+        groups = construct(GOOD)(model).optimizer.param_groups
+    messages = [str(w.message) for w in caught]
+    assert any('ToyConvNeXt has no trainable parameter' in m
+               and 'layer decay has no effect' in m for m in messages)
+    assert {g['lr_scale'] for g in groups} == {1.}
+
+
+def test_rules_leaving_most_of_the_backbone_at_the_head_are_refused():
+    from layerdecay_plugin.checks import check_layer_ids
+    params = [('stem.w', 10, True), ('blocks.0.w', 60, True),
+              ('blocks.1.w', 60, False), ('norm.w', 2, True)]
+    ids = {'stem.w': 0}
+    with pytest.raises(LayerDecayConfigError) as err:
+        check_layer_ids('pkg.Net', 'Net.get_layer_depth', params,
+                        lambda n: ids.get(n, 5), head_id=5)
+    msg = str(err.value)
+    for fragment in ('pkg.Net', 'chosen by Net.get_layer_depth', '92%',
+                     "['blocks.0.w', 'blocks.1.w', 'norm.w']"):
+        assert fragment in msg
+    # half is allowed; frozen names the rule rejects do not count at the head
+    check_layer_ids('pkg.Net', 'x', params[:2] + [('other', 70, False)],
+                    lambda n: ids[n] if n != 'blocks.0.w' else 5, head_id=5)
+
+
+class _HiViTLike(nn.Module):
+    """HiViT's modules, parameters and get_layer_depth, but not a HiViT
+    subclass, so only get_layer_depth can serve it (a rule registered for
+    HiViT does not apply)."""
+
+    def __init__(self, hivit: nn.Module):
+        super().__init__()
+        for name, param in hivit.named_parameters(recurse=False):
+            self.register_parameter(name, param)
+        for name, child in hivit.named_children():
+            self.add_module(name, child)
+        self._hivit_cls = type(hivit)
+
+    def get_layer_depth(self, param_name, prefix=''):
+        return self._hivit_cls.get_layer_depth(self, param_name, prefix)
+
+
+def test_hivit_get_layer_depth_is_refused():
+    """mmpretrain's HiViT.get_layer_depth looks for `layers.`, but its blocks
+    are `blocks.`: every block would get the head's lr."""
+    _register()
+    from mmpretrain.models.backbones import HiViT
+    hivit = HiViT(arch=dict(embed_dims=64, depths=[1, 1, 2], num_heads=2),
+                  img_size=64, out_indices=[1])
+    model = nn.Module()
+    model.backbone = _HiViTLike(hivit)
+    with pytest.raises(LayerDecayConfigError) as err:
+        construct(dict(decay_rate=0.9))(model)
+    msg = str(err.value)
+    assert '_HiViTLike' in msg and '_HiViTLike.get_layer_depth' in msg
+    assert "'blocks.0." in msg

@@ -1,7 +1,7 @@
-"""Invariants on randomly shaped ConvNeXt-, Swin- and ViT-like backbones
-(hypothesis): every trainable parameter in exactly one group, frozen ones in
-none, lr_scale <= 1 for decay_rate <= 1, lr never falls with depth, and the
-result does not depend on the order of config dicts."""
+"""Invariants on randomly shaped ConvNeXt-, Swin-, ViT-, CSP- and PVT-like
+backbones (hypothesis): every trainable parameter in exactly one group,
+frozen ones in none, lr_scale <= 1 for decay_rate <= 1, lr never falls with
+depth, and the result does not depend on the order of config dicts."""
 import os
 import random
 
@@ -59,6 +59,34 @@ def vit(depth, frozen, tokens, decay_type):
     return backbone, units
 
 
+def csp(deepen, frozen, spp_last, decay_type):
+    from mmdet.models.backbones import CSPNeXt
+    backbone = CSPNeXt(deepen_factor=deepen, widen_factor=0.125,
+                       frozen_stages=frozen,
+                       spp_kernel_sizes=(5, 9, 13) if spp_last else (5, ))
+    units = [['stem.']]
+    for i in range(1, 5):
+        units += [[f'stage{i}.{k}.'] for k in range(len(
+            getattr(backbone, f'stage{i}')))]
+    return backbone, units
+
+
+def pvt_v2(depths, frozen, _, decay_type):
+    from mmdet.models.backbones import PyramidVisionTransformerV2
+    backbone = PyramidVisionTransformerV2(
+        embed_dims=8, num_layers=list(depths), num_heads=[1, 1, 1, 1],
+        sr_ratios=[2, 2, 1, 1])
+    units = [['layers.0.0.']]
+    for i, depth in enumerate(depths):
+        # a later stage's patch embed shares its first block's id, the stage
+        # norm its last block's
+        blocks = [[f'layers.{i}.1.{k}.'] for k in range(depth)]
+        blocks[0] += [f'layers.{i}.0.'] if i else []
+        blocks[-1].append(f'layers.{i}.2.')
+        units += blocks
+    return backbone, units
+
+
 depths4 = st.tuples(st.integers(1, 3), st.integers(1, 3), st.integers(1, 10),
                     st.integers(1, 3))
 BACKBONES = st.one_of(
@@ -68,15 +96,20 @@ BACKBONES = st.one_of(
               st.booleans()),
     st.builds(lambda d, f, t: ('vit', d, f, t), st.integers(1, 12),
               st.integers(0, 12), st.booleans()),
+    st.builds(lambda d, f, t: ('csp', d, f, t), st.sampled_from([0.1, 0.33]),
+              st.integers(-1, 4), st.booleans()),
+    st.builds(lambda d, f, t: ('pvt_v2', d, f, t),
+              st.tuples(*[st.integers(1, 3)] * 4), st.just(0), st.booleans()),
 )
 
 
 def build(spec, decay_type='layer_wise'):
     _register()
     kind, depths, frozen, extra = spec
-    backbone, units = {'convnext': convnext, 'swin': swin,
-                       'vit': vit}[kind](depths, min(frozen, _max(depths)),
-                                         extra, decay_type)
+    backbone, units = {'convnext': convnext, 'swin': swin, 'vit': vit,
+                       'csp': csp, 'pvt_v2': pvt_v2}[kind](
+                           depths, min(frozen, _max(depths)), extra,
+                           decay_type)
     model = nn.Module()
     model.backbone = backbone
     model.neck = nn.Linear(4, 4)

@@ -1,10 +1,17 @@
 """One compact table instead of one line per parameter."""
 import logging
+import re
+import warnings
 
+from mmengine.config import Config
 from mmengine.logging import MMLogger
 
-from conftest import our_groups
-from layerdecay_plugin.report import GroupRow, format_group_table
+from conftest import MMDET_CONFIGS, build_detector, our_groups
+from layerdecay_plugin.report import (GroupRow, format_extra,
+                                      format_group_table, group_extras,
+                                      sort_rows)
+
+SWIN = 'swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
 
 
 def test_table_columns_and_rows():
@@ -38,3 +45,109 @@ def test_constructor_logs_one_table_not_one_line_per_parameter(
     for group in groups:
         assert log.count(group['group_name'] + ' ') == 1
     assert 'stages.2.3.gamma' not in log  # no per-parameter lines
+
+
+def test_table_sorted_by_layer_decay_first_stable():
+    rows = [GroupRow('layer_2_no_decay', 2, 1., 1e-4, 0., 1, 1),
+            GroupRow('head', '-', 1., 1e-4, 0., 1, 1),
+            GroupRow('layer_0_no_decay', 0, 1., 1e-4, 0., 1, 1),
+            GroupRow('layer_2_decay_b', 2, 1., 1e-4, 0.05, 1, 1),
+            GroupRow('layer_0_decay', 0, 1., 1e-4, 0.05, 1, 1),
+            GroupRow('layer_2_decay_a', 2, 1., 1e-4, 0.05, 1, 1)]
+    assert [r.group_name for r in sort_rows(rows)] == [
+        'layer_0_decay', 'layer_0_no_decay', 'layer_2_decay_b',
+        'layer_2_decay_a', 'layer_2_no_decay', 'head']
+    lines = format_group_table(rows).splitlines()
+    assert [line.split()[1] for line in lines[3:-1]] == [
+        r.group_name for r in sort_rows(rows)]
+
+
+def test_extra_column_only_when_some_group_has_extras():
+    plain = GroupRow('layer_0_decay', 0, 1., 1e-4, 0.05, 1, 1)
+    assert 'extra' not in format_group_table([plain])
+    text = format_group_table([plain, plain._replace(
+        extra=format_extra(dict(lr_mult=0.1, decay_mult=0.)))])
+    assert 'extra' in text.splitlines()[1]
+    assert 'decay_mult=0, lr_mult=0.1' in text
+
+
+def test_group_extras_leave_out_optimizer_defaults():
+    group = dict(params=[], param_names=[], lr=1e-4, weight_decay=0.,
+                 lr_scale=1., group_name='layer_0_decay', betas=(0.9, 0.999),
+                 eps=1e-8, decay_mult=0., momentum=0.5)
+    defaults = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, momentum=0.9)
+    assert group_extras(group, defaults) == dict(decay_mult=0., momentum=0.5)
+
+
+def read_log(make_groups, tmp_path):
+    """Build groups with a fresh logger writing to a file; return both."""
+    logger = MMLogger.get_instance(f'layerdecay-report-{tmp_path.name}',
+                                   log_file=str(tmp_path / 'log.txt'),
+                                   log_level=logging.INFO)
+    groups = make_groups()
+    for handler in logger.handlers:
+        handler.flush()
+    return groups, (tmp_path / 'log.txt').read_text()
+
+
+def table_names(log: str):
+    return [m.group(1) for m in re.finditer(r'^\| (layer_\S+) ', log,
+                                            re.MULTILINE)]
+
+
+def test_log_table_in_layer_order_groups_in_mmdets(toy_detector, tmp_path):
+    model = toy_detector()
+    groups, log = read_log(
+        lambda: our_groups(model, dict(decay_rate=0.9)), tmp_path)
+    names = [g['group_name'] for g in groups]
+    # mmdet's order: where each group's first parameter appears; not layer
+    # order for ConvNeXt (all downsample layers come before the stages)
+    order = [n for n, _ in model.named_parameters()]
+    firsts = [order.index(g['param_names'][0]) for g in groups]
+    assert firsts == sorted(firsts)
+    group_ids = [int(n.split('_')[1]) for n in names]
+    assert group_ids != sorted(group_ids)
+    ids = [int(n.split('_')[1]) for n in table_names(log)]
+    assert ids == sorted(ids) and sorted(table_names(log)) == sorted(names)
+    for layer_id in set(ids):
+        in_layer = [n for n in table_names(log)
+                    if n.startswith(f'layer_{layer_id}_')]
+        assert in_layer == sorted(in_layer, key=lambda n: 'no_decay' in n)
+
+
+def twins_show_their_difference(groups, log: str) -> int:
+    """Groups with the same layer, lr and weight decay have different
+    ``extra`` cells in the logged table; returns how many such sets."""
+    looks = {}
+    for g in groups:
+        looks.setdefault((g['group_name'].split('_')[1], g['lr'],
+                          g['weight_decay']), []).append(g['group_name'])
+    cells = {line.split()[1]: line.split('|')[8].strip()
+             for line in log.splitlines() if line.startswith('| layer_')}
+    twins = [names for names in looks.values() if len(names) > 1]
+    for names in twins:
+        assert len({cells[n] for n in names}) == len(names), names
+    return len(twins)
+
+
+def test_groups_that_look_alike_differ_in_the_extra_column(
+        toy_detector, tmp_path):
+    groups, log = read_log(lambda: our_groups(toy_detector(), dict(
+        decay_rate=0.9, custom_keys={'neck': dict(eps=1e-6)})), tmp_path)
+    assert twins_show_their_difference(groups, log) >= 1
+    assert 'eps=1e-06' in log
+
+
+def test_mmdet_swin_config_table_and_no_warning(tmp_path):
+    """mmdet's Swin config with only the constructor switched: no warning
+    for its absolute_pos_embed key (Swin-T has no such parameter: info
+    instead), and look-alike groups differ in the table."""
+    cfg = Config.fromfile(str(MMDET_CONFIGS / SWIN))
+    model = build_detector(MMDET_CONFIGS / SWIN)
+    paramwise = dict(cfg.optim_wrapper.paramwise_cfg, decay_rate=0.9)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        groups, log = read_log(lambda: our_groups(model, paramwise),
+                               tmp_path)
+    assert "custom_keys['absolute_pos_embed']: this model has no" in log
+    twins_show_their_difference(groups, log)

@@ -15,6 +15,7 @@ from layerdecay_plugin.rules import (convnext_layer_id,
                                      layer_scale)
 
 from conftest import toy_convnext_cls
+from layerdecay_plugin.errors import LayerDecayConfigError
 
 TINY_NAMES = {
     'downsample_layers.0.0.weight': (0, 0),
@@ -128,7 +129,14 @@ def test_plan_groups_order_and_sharing():
     assert plan[2].lr == 1.0 and plan[2].weight_decay == 0.
 
 
-@pytest.mark.parametrize('module', ['rules', 'grouping', 'config'])
+RULE_MODULES = ['rules', 'rules.common', 'rules.auto', 'rules.convnext',
+                'rules.csp', 'rules.darknet', 'rules.efficientnet',
+                'rules.hourglass', 'rules.hrnet', 'rules.mobilenet',
+                'rules.pvt', 'rules.resnet', 'rules.swin', 'rules.vgg',
+                'rules.vit']
+
+
+@pytest.mark.parametrize('module', RULE_MODULES + ['grouping', 'config'])
 def test_pure_modules_import_no_torch_registry_or_logging(module):
     import importlib
     source = inspect.getsource(importlib.import_module(
@@ -142,27 +150,180 @@ def test_pure_modules_import_no_torch_registry_or_logging(module):
     assert not imported & {'torch', 'mmengine', 'mmdet', 'logging'}
 
 
-def test_plan_groups_composes_mmengine_options():
-    params = [ParamInfo('backbone.a.w', 2, {'lr': 0.5}),
-              ParamInfo('backbone.a.v', 2),
-              ParamInfo('backbone.a.b', 1, {'weight_decay': 0.3}),
-              ParamInfo('head.w', 2, {'lr': 2., 'weight_decay': 0.,
-                                      'lr_mult': 2., 'decay_mult': 0.})]
-    plan = plan_groups(params, lambda n: 0 if n.startswith('backbone') else 2,
-                       0.5, 1, 1.0, 0.1)
-    by_name = {g.group_name: g for g in plan}
-    assert list(by_name) == ['layer_0_decay_lr_x0.5', 'layer_0_decay',
-                             'layer_0_no_decay_wd0.3', 'layer_2_decay_lr_x2_wd0']
-    assert by_name['layer_0_decay_lr_x0.5'].lr == 0.25 * 0.5
-    assert by_name['layer_0_no_decay_wd0.3'].weight_decay == 0.3
-    head = by_name['layer_2_decay_lr_x2_wd0']
-    assert (head.lr, head.weight_decay) == (2., 0.)
-    assert head.extra == {'lr_mult': 2., 'decay_mult': 0.}
-
-
 def test_group_layer_id_inverts_group_names():
     from layerdecay_plugin.grouping import group_layer_id
     assert group_layer_id('layer_12_no_decay_lr_x2') == 12
     assert group_layer_id('layer_0_decay') == 0
     assert group_layer_id(None) is None
     assert group_layer_id('backbone') is None
+
+
+H = 'head'  # num_layers + 1
+# family -> (depths, {relative name: (layer_wise id, stage_wise id)}), with
+# num_layers at each decay type's minimum; ids follow each module's table.
+FAMILY_NAMES = {
+    'csp': ([2, 2, 2, 3], {
+        'stem.0.conv.weight': (0, 0),
+        'stage1.0.conv.weight': (1, 1),
+        'stage1.1.main_conv.conv.weight': (2, 1),
+        'stage2.0.bn.weight': (3, 2),
+        'stage4.1.conv1.conv.weight': (8, 4),
+        'stage4.2.blocks.0.conv2.conv.weight': (9, 4),
+        'extra_norm.weight': (H, H),
+    }),
+    'darknet': ([1, 2, 8, 8, 4], {
+        'conv1.conv.weight': (0, 0),
+        'conv_res_block1.conv.conv.weight': (1, 1),
+        'conv_res_block1.res0.conv1.conv.weight': (1, 1),
+        'conv_res_block2.conv.bn.weight': (2, 2),
+        'conv_res_block2.res1.conv2.conv.weight': (3, 2),
+        'conv_res_block5.res3.conv2.conv.weight': (23, 5),
+    }),
+    'mobilenet_v2': ([1, 2, 3, 4, 3, 3, 1, 1], {
+        'conv1.conv.weight': (0, 0),
+        'layer1.0.conv.0.conv.weight': (1, 1),
+        'layer2.1.conv.2.bn.bias': (3, 2),
+        'layer7.0.conv.1.conv.weight': (17, 7),
+        'conv2.conv.weight': (18, 8),
+    }),
+    'efficientnet': ([1, 2, 2, 3, 5, 8, 1], {
+        'layers.0.conv.weight': (0, 0),
+        'layers.1.0.depthwise_conv.conv.weight': (1, 1),
+        'layers.2.1.expand_conv.conv.weight': (3, 2),
+        'layers.6.7.linear_conv.bn.bias': (21, 6),
+        'layers.7.conv.weight': (22, 7),
+    }),
+    'hrnet': ([4, 1, 4, 3], {
+        'conv1.weight': (0, 0),
+        'bn2.bias': (0, 0),
+        'layer1.3.conv3.weight': (4, 1),
+        'transition1.1.0.0.weight': (5, 2),
+        'stage2.0.branches.1.0.conv1.weight': (5, 2),
+        'stage2.0.fuse_layers.0.1.0.weight': (5, 2),
+        'transition2.2.0.0.weight': (6, 3),
+        'stage3.3.branches.0.3.conv2.weight': (9, 3),
+        'stage4.2.fuse_layers.3.0.2.1.bias': (12, 4),
+    }),
+    'pvt': ([3, 3, 3, 3], {  # v1: position embedding + 2 blocks a stage
+        'layers.0.0.projection.weight': (0, 0),
+        'layers.0.1.0.pos_embed': (1, 1),
+        'layers.0.1.2.attn.attn.in_proj_weight': (3, 1),
+        'layers.0.2.weight': (3, 1),
+        'layers.1.0.projection.weight': (4, 2),
+        'layers.3.1.2.ffn.layers.1.weight': (12, 4),
+        'layers.3.2.bias': (12, 4),
+    }),
+    'hourglass': ([1, 1], {
+        'stem.0.conv.weight': (0, 0),
+        'hourglass_modules.0.up1.0.conv1.conv.weight': (1, 1),
+        'remap_convs.0.bn.bias': (1, 1),
+        'inters.0.conv1.weight': (1, 1),
+        'out_convs.1.conv.weight': (2, 2),
+    }),
+    'swin_v2': ([2, 2, 6, 2], {
+        'patch_embed.projection.weight': (0, 0),
+        'stages.0.blocks.1.attn.w_msa.qkv.weight': (2, 1),
+        'stages.1.downsample.reduction.weight': (3, 2),
+        'stages.1.blocks.0.norm1.weight': (3, 2),
+        'stages.3.blocks.1.ffn.layers.1.weight': (12, 4),
+        'norm3.weight': (H, H),
+    }),
+    'hivit': ([2, 3, 11], {  # a PatchMerge starts stages 1 and 2
+        'pos_embed': (0, 0),
+        'patch_embed.proj.weight': (0, 0),
+        'blocks.0.mlp.fc1.weight': (1, 1),
+        'blocks.2.reduction.weight': (3, 2),
+        'blocks.15.attn.qkv.weight': (16, 3),
+        'fc_norm.weight': (16, 3),
+    }),
+    'mvit': ([1, 2, 5, 2], {
+        'patch_embed.projection.weight': (0, 0),
+        'blocks.0.attn.qkv.weight': (1, 1),
+        'blocks.1.proj.weight': (2, 2),
+        'blocks.8.mlp.fc1.weight': (9, 4),
+        'blocks.9.norm2.weight': (10, 4),
+        'norm3.weight': (H, H),
+    }),
+}
+
+
+@pytest.mark.parametrize('family', sorted(FAMILY_NAMES))
+@pytest.mark.parametrize('decay_type', ['layer_wise', 'stage_wise'])
+def test_family_ids_on_name_lists(family, decay_type):
+    depths, expected = FAMILY_NAMES[family]
+    family_rules = rules.BUILTIN_RULES[family]
+    num_layers = family_rules.min_num_layers(depths, decay_type)
+    rule = family_rules.ids[decay_type]
+    column = 0 if decay_type == 'layer_wise' else 1
+    for name, ids in expected.items():
+        want = num_layers + 1 if ids[column] == H else ids[column]
+        assert rule(name, num_layers, depths) == want, name
+    # the deepest name listed gets num_layers: ids stop below the head's
+    assert max(rule(n, num_layers, depths) for n in expected
+               if expected[n][column] != H) == num_layers
+
+
+def test_vgg_ids_count_convolutions_not_layers():
+    convs = [0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28, 31, 33]
+    assert rules.vgg_min_num_layers(convs, 'layer_wise') == 14
+    assert rules.vgg_layer_id('features.0.weight', 14, convs) == 0
+    assert rules.vgg_layer_id('features.2.bias', 14, convs) == 1
+    assert rules.vgg_layer_id('features.33.weight', 14, convs) == 14
+    # with norms: a norm goes with the convolution before it
+    assert rules.vgg_layer_id('features.1.weight', 1, [0, 3]) == 0
+    assert rules.vgg_layer_id('features.4.bias', 1, [0, 3]) == 1
+    assert rules.vgg_layer_id('l2_norm.weight', 14, convs) == 15
+    # stages: pools widen the gaps; SSD's fc6/fc7 are a sixth stage
+    assert rules.vgg_min_num_layers(convs, 'stage_wise') == 5
+    assert [rules.vgg_stage_id(f'features.{i}.weight', 5, convs)
+            for i in convs] == [0, 0, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 5, 5]
+    assert rules.vgg_stage_id('features.4.bias', 1, [0, 3, 7]) == 0
+    assert rules.vgg_stage_id('features.8.bias', 1, [0, 3, 7]) == 1
+
+
+def test_block_helpers():
+    assert rules.block_id(0, 0, [2, 3]) == 1
+    assert rules.block_id(1, 2, [2, 3]) == 5
+    assert [rules.stage_of_block(i, [2, 3]) for i in range(6)] == \
+        [0, 0, 1, 1, 1, 1]
+
+
+def test_ids_from_order_stem_blocks_and_extras():
+    """Owners in forward order: a stem before the first block is 0, blocks
+    count up, others take the next block's id (or the last one's)."""
+    ids = rules.ids_from_order([
+        (['conv1.weight', 'bn1.weight'], False),
+        (['layer1.0.conv.weight'], True),
+        (['down.weight'], False),
+        (['layer2.0.conv.weight', 'layer2.0.bn.bias'], True),
+        (['final_norm.weight'], False),
+    ])
+    assert ids == {'conv1.weight': 0, 'bn1.weight': 0,
+                   'layer1.0.conv.weight': 1, 'down.weight': 2,
+                   'layer2.0.conv.weight': 2, 'layer2.0.bn.bias': 2,
+                   'final_norm.weight': 2}
+    # no stem: blocks from 0; no block at all: every owner is one
+    assert rules.ids_from_order([(['a'], True), (['b'], True)]) == \
+        {'a': 0, 'b': 1}
+    assert rules.ids_from_order([(['a'], False), (['b'], False)]) == \
+        {'a': 0, 'b': 1}
+    assert rules.ids_from_order([]) == {}
+
+
+def test_parse_auto_rules():
+    assert rules.parse_auto_rules('swin', 'layer_wise') is None
+    assert rules.parse_auto_rules(None, 'layer_wise') is None
+    assert rules.parse_auto_rules('auto', 'layer_wise').input_shape == \
+        rules.DEFAULT_INPUT_SHAPE
+    assert rules.parse_auto_rules(
+        dict(type='auto', input_shape=[2, 3, 64, 96]),
+        'layer_wise').input_shape == (2, 3, 64, 96)
+    for bad in ([3, 64, 0], (1, 3), 'big', [1, 3, 64.0, 64]):
+        with pytest.raises(LayerDecayConfigError, match='input_shape='):
+            rules.parse_auto_rules(dict(type='auto', input_shape=bad),
+                                   'layer_wise')
+    with pytest.raises(LayerDecayConfigError, match="'shape'"):
+        rules.parse_auto_rules(dict(type='auto', shape=(1, 3, 8, 8)),
+                               'layer_wise')
+    with pytest.raises(LayerDecayConfigError, match='stage_wise'):
+        rules.parse_auto_rules('auto', 'stage_wise')

@@ -1,11 +1,14 @@
-"""Train a detector from an mmdet-style config with mmengine's Runner.
+"""Train a detector from an mmdet-style config with mmengine's Runner, or the
+runner the config names in ``runner_type`` (as mmdet's tools/train.py does;
+``FlexibleRunner`` with a ``strategy`` for FSDP, DeepSpeed or DDP).
 
 Usage: python tools/train.py CONFIG [--work-dir DIR] [--resume]
        [--cfg-options k=v ...]
+       torchrun --nproc_per_node=N tools/train.py CONFIG ...
 
-Under ``torchrun`` on a machine without GPU it initialises ``torch.distributed``
-with gloo itself, because mmengine's ``pytorch`` launcher calls
-``torch.cuda.set_device``.
+Under ``torchrun`` it applies the workarounds of ``tools/dist_compat.py`` that
+mmengine 0.10.7 needs (FSDP resume on torch >= 2.1, ZeroRedundancyOptimizer
+checkpoints, DeepSpeed 0.19; on CPU also gloo and CPU device ids).
 """
 import argparse
 import os
@@ -14,9 +17,16 @@ import os.path as osp
 # mmengine 0.10.7 resumes with torch.load(weights_only=True) on torch>=2.6.
 os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
 
-import torch  # noqa: E402
+import warnings  # noqa: E402
+
+# mmengine imports (and reloads) pkg_resources to find `mmdet::` bases.
+warnings.filterwarnings('ignore', 'pkg_resources is deprecated', UserWarning)
+
 from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
+
+import dist_compat  # noqa: E402  (tools/, next to this script)
 
 
 def parse_args() -> argparse.Namespace:
@@ -37,15 +47,10 @@ def main() -> None:
         'work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.resume = args.resume or cfg.get('resume', False)
     if 'LOCAL_RANK' in os.environ:
-        if torch.cuda.is_available():
-            cfg.launcher = 'pytorch'
-        else:
-            # CPU: mmengine skips its own init when a group already exists.
-            torch.distributed.init_process_group(backend='gloo')
-            cfg.launcher = 'pytorch'
-            cfg.model_wrapper_cfg = dict(
-                type='MMDistributedDataParallel', device_ids=None)
-    Runner.from_cfg(cfg).train()
+        dist_compat.apply(cfg)
+    runner = RUNNERS.build(cfg) if 'runner_type' in cfg else \
+        Runner.from_cfg(cfg)
+    runner.train()
 
 
 if __name__ == '__main__':

@@ -1,0 +1,250 @@
+"""``paramwise_cfg.rules='auto'``: layer ids from a backbone's forward order.
+
+For a backbone no rule knows. The backbone runs once on a dummy input (in
+eval mode, without gradients, its train/eval flags restored afterwards, so
+BatchNorm statistics and the random state are untouched), forward pre-hooks
+recording the order in which parameter-owning modules first run. Blocks
+are found from the module tree, not from names:
+
+- a block is an element of an ``nn.Sequential``/``nn.ModuleList`` that
+  holds three or more parameter-owning modules (a residual or transformer
+  block, not a conv + norm pair); an element that is itself a plain
+  container counts only when its class repeats among its siblings;
+- only the innermost count: Swin's ``stages.i.blocks.j``, not
+  ``stages.i``; ResNet's ``layer{i}.j``, not ``layer{i}``;
+- a backbone without any block gets one block per parameter-owning
+  module (a VGG's convolutions).
+
+:func:`layerdecay_plugin.rules.auto.ids_from_order` turns the recorded
+order into ids (stem 0, blocks 1, 2, ... in the order they run, everything
+else with the next block to run). Cost: one forward pass at the dummy
+input's size plus a hook per module, paid once when the optimizer is
+built (at 224 px on one CPU thread: 0.3 s for a ResNet-50 or Swin-T, 0.6 s
+for a ConvNeXt-B); the time is logged.
+"""
+import time
+from contextlib import contextmanager
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import torch
+import torch.nn as nn
+from mmengine.logging import print_log
+
+from .backbones import BackboneSpec, class_path
+from .errors import LayerDecayConfigError
+from .rules import AutoRules, BackboneRules, ids_from_order
+
+#: Fewest parameter-owning modules a repeated child needs to be a block.
+MIN_BLOCK_MODULES = 3
+
+
+def _owned(module: nn.Module) -> List[str]:
+    return [name for name, _ in module.named_parameters(recurse=False)]
+
+
+def _owner_count(module: nn.Module) -> int:
+    return sum(1 for m in module.modules() if _owned(m))
+
+
+def _is_container(module: nn.Module) -> bool:
+    return isinstance(module, (nn.Sequential, nn.ModuleList))
+
+
+def _block_children(container: nn.Module) -> List[str]:
+    """Elements of a container that may be blocks: heavy ones (with
+    ``MIN_BLOCK_MODULES`` parameter owners or more) that are modules of
+    their own, or containers whose class repeats among the heavy ones."""
+    heavy = [(name, child) for name, child in container.named_children()
+             if _owner_count(child) >= MIN_BLOCK_MODULES]
+    classes = [type(child) for _, child in heavy]
+    return [name for name, child in heavy
+            if not _is_container(child) or classes.count(type(child)) >= 2]
+
+
+def find_blocks(backbone: nn.Module) -> List[str]:
+    """Module names of the backbone's blocks (see the module docstring).
+
+    Args:
+        backbone: The backbone.
+
+    Returns:
+        list[str]: Block module names relative to the backbone, innermost
+        blocks only; empty when it has none.
+    """
+
+    def blocks_in(module: nn.Module, prefix: str) -> List[str]:
+        inner = {
+            name: blocks_in(child, f'{prefix}{name}.')
+            for name, child in module.named_children()
+        }
+        found = [block for blocks in inner.values() for block in blocks]
+        if _is_container(module):
+            found += [f'{prefix}{name}' for name in _block_children(module)
+                      if not inner[name]]
+        return found
+
+    return blocks_in(backbone, '')
+
+
+@contextmanager
+def _dry_run_mode(backbone: nn.Module) -> Iterator[None]:
+    """eval mode and no gradients, restoring every module's flag after."""
+    modes = [(m, m.training) for m in backbone.modules()]
+    backbone.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def first_calls(backbone: nn.Module,
+                input_shape: Tuple[int, ...]) -> Dict[str, int]:
+    """Run the backbone once on zeros and record when each module first ran.
+
+    Args:
+        backbone: The backbone.
+        input_shape: Shape of the dummy input.
+
+    Returns:
+        dict: Module name (relative, ``''`` for the backbone) -> index of
+        its first call; modules that never ran are absent.
+
+    Raises:
+        LayerDecayConfigError: If the forward pass fails, naming the shape.
+    """
+    names = {id(m): n for n, m in backbone.named_modules()}
+    calls: Dict[str, int] = {}
+
+    def record(module: nn.Module, args) -> None:
+        calls.setdefault(names[id(module)], len(calls))
+
+    param = next(backbone.parameters(), None)
+    device = param.device if param is not None else 'cpu'
+    dtype = param.dtype if param is not None and param.is_floating_point() \
+        else torch.float32
+    # zeros, not random: the global random state stays as it was.
+    dummy = torch.zeros(input_shape, device=device, dtype=dtype)
+    hooks = [m.register_forward_pre_hook(record) for m in backbone.modules()]
+    try:
+        with _dry_run_mode(backbone):
+            backbone(dummy)
+    except Exception as exc:  # noqa: BLE001 - any failure means a bad shape
+        raise LayerDecayConfigError(
+            f"paramwise_cfg.rules='auto' ran backbone "
+            f'{class_path(type(backbone))} on a dummy input of shape '
+            f'{tuple(input_shape)} and it failed ({type(exc).__name__}: '
+            f'{exc}). Give a shape it accepts, e.g. rules=dict('
+            "type='auto', input_shape=(1, 3, 256, 256)).") from None
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return calls
+
+
+def _first_call_of(name: str, calls: Dict[str, int]) -> Optional[int]:
+    """First call of a module, or of its nearest ancestor that ran (e.g.
+    ``nn.MultiheadAttention`` uses ``out_proj``'s weight without calling
+    it)."""
+    while True:
+        if name in calls:
+            return calls[name]
+        if not name:
+            return None
+        name = name.rsplit('.', 1)[0] if '.' in name else ''
+
+
+def param_first_calls(backbone: nn.Module,
+                      calls: Dict[str, int]) -> Dict[str, int]:
+    """Parameter name -> first call of the module that owns it.
+
+    Args:
+        backbone: The backbone.
+        calls: From :func:`first_calls`.
+
+    Returns:
+        dict: For every parameter whose owner (or an ancestor) ran.
+    """
+    order = {}
+    for mname, module in backbone.named_modules():
+        when = _first_call_of(mname, calls)
+        for pname in _owned(module):
+            if when is not None:
+                order[f'{mname}.{pname}' if mname else pname] = when
+    return order
+
+
+def _enclosing(name: str, blocks: set) -> Optional[str]:
+    parts = name.split('.') if name else []
+    for end in range(1, len(parts) + 1):
+        prefix = '.'.join(parts[:end])
+        if prefix in blocks:
+            return prefix
+    return None
+
+
+def auto_layer_ids(backbone: nn.Module,
+                   input_shape: Tuple[int, ...]) -> Dict[str, int]:
+    """Layer id of every backbone parameter whose module runs.
+
+    Args:
+        backbone: The backbone.
+        input_shape: Shape of the dummy input.
+
+    Returns:
+        dict: Parameter name relative to the backbone -> id.
+    """
+    calls = first_calls(backbone, input_shape)
+    blocks = set(find_blocks(backbone))
+    # A block starts when its first module runs (a ModuleList of blocks
+    # never runs itself).
+    starts = {block: min((t for n, t in calls.items()
+                          if n == block or n.startswith(block + '.')),
+                         default=None) for block in blocks}
+    owners: Dict[str, Tuple[List[str], bool, int]] = {}
+    for mname, module in backbone.named_modules():
+        names = [f'{mname}.{p}' if mname else p for p in _owned(module)]
+        block = _enclosing(mname, blocks)
+        key = mname if block is None else block
+        when = _first_call_of(key, calls) if starts.get(key) is None \
+            else starts[key]
+        if names and when is not None:
+            owners.setdefault(key, ([], block is not None, when))[0].extend(
+                names)
+    ordered = sorted(owners.values(), key=lambda owner: owner[2])
+    return ids_from_order([(names, is_block)
+                           for names, is_block, _ in ordered])
+
+
+def auto_spec(backbone: nn.Module, cfg: AutoRules) -> BackboneSpec:
+    """Rules for ``paramwise_cfg.rules='auto'``.
+
+    Args:
+        backbone: The backbone.
+        cfg: The validated auto settings.
+
+    Returns:
+        BackboneSpec: ``layer_wise`` rules from the forward order;
+        parameters whose module never runs get the head's id.
+
+    Raises:
+        LayerDecayConfigError: If the dummy forward pass fails.
+    """
+    start = time.perf_counter()
+    ids = auto_layer_ids(backbone, cfg.input_shape)
+    last = max(ids.values(), default=1)
+    print_log(
+        f"layer decay: rules='auto' ran {class_path(type(backbone))} once "
+        f'on a dummy input {tuple(cfg.input_shape)} in '
+        f'{time.perf_counter() - start:.2f} s: {last + 1} layer ids '
+        f'(0..{last}) for {len(ids)} parameters', logger='current')
+
+    def rule(name: str, num_layers: int, depths=()) -> int:
+        return ids.get(name, num_layers + 1)
+
+    rules = BackboneRules('auto (forward order)', {'layer_wise': rule},
+                          lambda depths, decay_type: max(last, 1))
+    return BackboneSpec(
+        rules, lambda b: [],
+        f'auto (forward order on a dummy input {tuple(cfg.input_shape)})')

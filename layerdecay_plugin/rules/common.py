@@ -1,0 +1,164 @@
+"""What every family's rules share: the rule signature, the family record,
+the lr scale and the default no-weight-decay test.
+
+Every rule has the signature ``rule(name, num_layers, depths) -> id`` where
+``name`` is relative to the backbone (``stages.2.4.gamma``, not
+``backbone.stages.2.4.gamma``) and ``depths`` is the family's description of
+the backbone read from the module (blocks per stage for most families; each
+family module says what it reads). Ids follow mmdet's
+``LearningRateDecayOptimizerConstructor``: backbone ids run from 0 (stem) to
+``num_layers``; everything outside the backbone, plus backbone parameters no
+rule claims (e.g. out norms added for detection), gets ``num_layers + 1``
+(lr scale 1).
+
+Torch-free, like the whole package.
+"""
+from typing import (Callable, Dict, NamedTuple, Pattern, Sequence, Tuple,
+                    Union)
+
+DECAY_TYPES = ('layer_wise', 'stage_wise')
+
+#: Backbone-level embeddings that mmdet puts at layer 0.
+TOKEN_NAMES = ('cls_token', 'mask_token', 'pos_embed')
+
+#: Parameters that get no weight decay by default besides 1-D ones and biases:
+#: embeddings and position tables (matched on the last name component).
+NO_DECAY_NAMES = ('cls_token', 'mask_token', 'dist_token', 'reg_token',
+                  'pos_embed', 'absolute_pos_embed',
+                  'relative_position_bias_table', 'rel_pos_h', 'rel_pos_w')
+
+#: ``rule(relative_name, num_layers, depths) -> id``
+IdRule = Callable[[str, int, Sequence[int]], int]
+
+
+class BackboneRules(NamedTuple):
+    """The id rules of one backbone family.
+
+    Attributes:
+        name: Human-readable family name, used in messages and reports.
+        ids: ``decay_type -> rule``; a family may lack ``stage_wise``.
+        min_num_layers: ``(depths, decay_type) -> smallest valid num_layers``;
+            below it some backbone id would reach the head's id or exceed
+            ``num_layers`` (lr scale above the head's).
+    """
+    name: str
+    ids: Dict[str, IdRule]
+    min_num_layers: Callable[[Sequence[int], str], int]
+
+
+def _part(name: str, index: int) -> int:
+    return int(name.split('.')[index])
+
+
+def block_id(stage: int, block: int, depths: Sequence[int]) -> int:
+    """Layer id of block ``block`` of stage ``stage`` (both from 0) when
+    every block gets its own id after a stem at 0:
+    ``1 + sum(depths[:stage]) + block``.
+
+    Args:
+        stage: Stage index, counted from 0.
+        block: Block index in its stage, counted from 0.
+        depths: Blocks per stage.
+
+    Returns:
+        int: The layer id.
+    """
+    return 1 + sum(depths[:stage]) + block
+
+
+def staged_id(name: str, num_layers: int, depths: Sequence[int],
+              stem: Union[str, Tuple[str, ...]], pattern: Pattern,
+              stage_wise: bool = False) -> int:
+    """Id in a backbone named as a stem plus numbered stages of numbered
+    blocks (ResNet's ``layer{i}.j``, CSP's ``stage{i}.k``, ...), stages
+    counted from 1 in the names.
+
+    Args:
+        name: Parameter name relative to the backbone.
+        num_layers: The ``num_layers`` in effect.
+        depths: Blocks per stage.
+        stem: Name prefix(es) of the stem, id 0.
+        pattern: Regex whose group 1 is the stage (from 1) and group 2 the
+            block in it (a stage without a block index is one block).
+        stage_wise: Return the stage (``i``) instead of the block's id
+            ``1 + sum(depths[:i - 1]) + j``.
+
+    Returns:
+        int: The id; ``num_layers + 1`` for names outside stem and stages.
+    """
+    if name.startswith(stem):
+        return 0
+    match = pattern.match(name)
+    if not match:
+        return num_layers + 1
+    stage = int(match.group(1))
+    if stage_wise:
+        return stage
+    return block_id(stage - 1, int(match.group(2) or 0), depths)
+
+
+def stage_of_block(index: int, depths: Sequence[int]) -> int:
+    """Stage (from 0) of the ``index``-th block of a flat block list.
+
+    Args:
+        index: Block index over the whole backbone, from 0.
+        depths: Blocks per stage; blocks past their sum belong to the last
+            stage.
+
+    Returns:
+        int: The stage index.
+    """
+    end = 0
+    for stage, depth in enumerate(depths):
+        end += depth
+        if index < end:
+            return stage
+    return max(len(depths) - 1, 0)
+
+
+def per_block_min_num_layers(depths: Sequence[int], decay_type: str) -> int:
+    """Backbones with one id per block (Swin, ViT, ResNet, ...): the block
+    count for ``layer_wise``, the stage count for ``stage_wise``.
+
+    Args:
+        depths: Blocks per stage.
+        decay_type: ``'layer_wise'`` or ``'stage_wise'``.
+
+    Returns:
+        int: The minimum valid ``num_layers``.
+    """
+    return sum(depths) if decay_type == 'layer_wise' else len(depths)
+
+
+def layer_scale(decay_rate: float, num_layers: int, layer_id: int) -> float:
+    """lr multiplier of a layer id, exactly as mmdet computes it.
+
+    Args:
+        decay_rate: Per-layer decay factor.
+        num_layers: The ``num_layers`` in effect.
+        layer_id: Id from a rule, in ``[0, num_layers + 1]``.
+
+    Returns:
+        float: ``decay_rate ** (num_layers + 1 - layer_id)``.
+    """
+    # Written as mmdet writes it so the floats are bit-identical.
+    return decay_rate**(num_layers + 2 - layer_id - 1)
+
+
+def is_no_decay(name: str, ndim: int,
+                no_decay_names: Sequence[str] = NO_DECAY_NAMES) -> bool:
+    """Whether a parameter gets weight decay 0 by default.
+
+    Args:
+        name: Full parameter name in the model.
+        ndim: Number of dimensions of the parameter.
+        no_decay_names: Last name components that never decay (tokens and
+            position tables by default; ``()`` gives mmdet's exact rule).
+
+    Returns:
+        bool: True for 1-D parameters, biases, mmdet's top-level
+        ``pos_embed``/``cls_token`` and ``no_decay_names``.
+    """
+    return (ndim == 1 or name.endswith('.bias')
+            or name in ('pos_embed', 'cls_token')
+            or name.rsplit('.', 1)[-1] in no_decay_names)

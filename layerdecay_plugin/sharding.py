@@ -1,0 +1,130 @@
+"""The original names and shapes of parameters under sharded engines.
+
+Layer decay reads two things from a parameter: its name (for the layer id)
+and its number of dimensions (1-D parameters get no weight decay). Sharded
+engines change both without changing the model:
+
+- FSDP (``use_orig_params=True``) puts ``_fsdp_wrapped_module.`` into the
+  names of wrapped submodules (``_checkpoint_wrapped_module.`` under
+  activation checkpointing) and turns every original parameter into a 1-D
+  view of this rank's shard, empty on ranks that hold none of it. The flat
+  parameter of each FSDP unit keeps the original shapes.
+- DeepSpeed ZeRO-3 (a model built under ``deepspeed.zero.Init``) replaces each
+  parameter's data by an empty tensor and keeps the real shape in
+  ``ds_shape``.
+- FSDP with ``use_orig_params=False`` exposes only ``_flat_param`` tensors,
+  one per unit, each mixing many layers: no per-layer lr is possible.
+
+The functions here recover the originals without communication, so every
+rank computes the same groups.
+"""
+import math
+from typing import Dict, Iterable, Tuple
+
+import torch.nn as nn
+
+from .errors import LayerDecayConfigError
+
+#: Module attributes under which wrappers keep the module they wrap; each
+#: appears as an extra component in parameter names.
+WRAPPED_MODULE_ATTRS = ('_fsdp_wrapped_module', '_checkpoint_wrapped_module')
+
+_INFIXES = tuple(f'{attr}.' for attr in WRAPPED_MODULE_ATTRS)
+
+Shape = Tuple[int, ...]
+
+
+def clean_name(name: str) -> str:
+    """A parameter name as the unwrapped model has it.
+
+    Args:
+        name: A name from ``named_parameters()`` of a possibly wrapped model,
+            e.g. ``'backbone.stages.0._fsdp_wrapped_module.0.gamma'``.
+
+    Returns:
+        str: The name without wrapper components, e.g.
+        ``'backbone.stages.0.0.gamma'``.
+    """
+    for infix in _INFIXES:
+        name = name.replace(infix, '')
+    return name
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The module an FSDP or checkpoint wrapper wraps (itself otherwise)."""
+    while True:
+        inner = next((module._modules[attr] for attr in WRAPPED_MODULE_ATTRS
+                      if attr in module._modules), None)
+        if inner is None:
+            return module
+        module = inner
+
+
+def check_not_flat(named: Iterable[Tuple[str, nn.Parameter]]) -> None:
+    """Refuse FSDP's flat parameters (``use_orig_params=False``).
+
+    Args:
+        named: ``(name, parameter)`` pairs of the model.
+
+    Raises:
+        LayerDecayConfigError: If any parameter is an FSDP ``FlatParameter``.
+    """
+    for name, param in named:
+        if getattr(param, '_is_flat_param', False):
+            raise LayerDecayConfigError(
+                f'parameter {name!r} is an FSDP flat parameter: the model '
+                'is wrapped with use_orig_params=False, which merges the '
+                'parameters of many layers into one tensor, so they cannot '
+                'get per-layer learning rates. Layer decay under FSDP needs '
+                'use_orig_params=True; add it to the strategy, e.g. '
+                "strategy=dict(type='FSDPStrategy', model_wrapper=dict("
+                "type='MMFullyShardedDataParallel', use_orig_params=True)).")
+
+
+def fsdp_original_shapes(module: nn.Module) -> Dict[int, Shape]:
+    """Original shapes of parameters that FSDP turned into shard views.
+
+    Reads the metadata FSDP keeps on each unit's flat parameter: no
+    communication, no unsharding. Empty for a model without FSDP.
+
+    Args:
+        module: The model, or any module containing the FSDP units.
+
+    Returns:
+        dict: ``id(parameter) -> original shape``.
+    """
+    shapes: Dict[int, Shape] = {}
+    for submodule in module.modules():
+        flat = getattr(getattr(submodule, '_handle', None), 'flat_param',
+                       None)
+        params = getattr(flat, '_params', None)
+        if params is None:  # not an FSDP unit, or use_orig_params=False
+            continue
+        # `_params` and `_shapes` both skip FSDP's alignment padding; a shared
+        # parameter is the same object as its first occurrence.
+        for param, shape in zip(params, flat._shapes):
+            shapes[id(param)] = tuple(shape)
+    return shapes
+
+
+def original_shape(param: nn.Parameter, fsdp_shapes: Dict[int,
+                                                           Shape]) -> Shape:
+    """A parameter's shape before sharding.
+
+    Args:
+        param: The parameter the optimizer will hold.
+        fsdp_shapes: From :func:`fsdp_original_shapes`.
+
+    Returns:
+        tuple: ZeRO-3's ``ds_shape`` if set, else FSDP's recorded shape,
+        else the parameter's own shape.
+    """
+    ds_shape = getattr(param, 'ds_shape', None)
+    if ds_shape is not None:
+        return tuple(ds_shape)
+    return fsdp_shapes.get(id(param), tuple(param.shape))
+
+
+def numel(shape: Shape) -> int:
+    """Number of elements of a shape."""
+    return math.prod(shape)

@@ -1,0 +1,78 @@
+"""layerdecay_plugin.sharding: original names and shapes under FSDP and
+ZeRO-3, and the refusal of FSDP's flat parameters."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+
+from conftest import ROOT
+from layerdecay_plugin import LayerDecayConfigError
+from layerdecay_plugin.sharding import (check_not_flat, clean_name,
+                                        original_shape, unwrap)
+
+
+@pytest.mark.parametrize('name, clean', [
+    ('backbone.stages.0.0.gamma', 'backbone.stages.0.0.gamma'),
+    ('backbone.stages.0._fsdp_wrapped_module.0.gamma',
+     'backbone.stages.0.0.gamma'),
+    ('_fsdp_wrapped_module.backbone._fsdp_wrapped_module.'
+     '_checkpoint_wrapped_module.stem.weight', 'backbone.stem.weight'),
+])
+def test_clean_name(name, clean):
+    assert clean_name(name) == clean
+
+
+def test_unwrap_goes_through_nested_wrappers():
+    inner = nn.Linear(2, 2)
+    outer = nn.Module()
+    outer._fsdp_wrapped_module = nn.Module()
+    outer._fsdp_wrapped_module._checkpoint_wrapped_module = inner
+    assert unwrap(outer) is inner and unwrap(inner) is inner
+
+
+def test_original_shape_prefers_zero3_then_fsdp_then_own():
+    param = nn.Parameter(torch.empty(0))
+    assert original_shape(param, {}) == (0, )
+    assert original_shape(param, {id(param): (4, 3)}) == (4, 3)
+    param.ds_shape = torch.Size([8, 2, 3, 3])  # as deepspeed.zero.Init sets
+    assert original_shape(param, {id(param): (4, 3)}) == (8, 2, 3, 3)
+
+
+def test_flat_parameter_is_refused_with_the_fix():
+    flat = nn.Parameter(torch.zeros(10))
+    flat._is_flat_param = True  # what FSDP's FlatParameter carries
+    with pytest.raises(LayerDecayConfigError) as err:
+        check_not_flat([('_fsdp_wrapped_module._flat_param', flat)])
+    message = str(err.value)
+    assert "'_fsdp_wrapped_module._flat_param'" in message
+    assert 'use_orig_params=True' in message
+    assert "model_wrapper=dict(type='MMFullyShardedDataParallel', " \
+        'use_orig_params=True)' in message
+
+
+def test_fsdp_groups_equal_unwrapped_on_two_processes(tmp_path):
+    """Toy detector under real FSDP (gloo, 2 ranks): every parameter gets
+    the unwrapped model's group, lr and weight decay, for three wrap
+    policies, with mmengine's options (flat_decay_mult, norm_decay_mult,
+    custom_keys) too; use_orig_params=False raises."""
+    out = tmp_path / 'found.json'
+    env = dict(os.environ, OMP_NUM_THREADS='1',
+               PYTHONPATH=os.pathsep.join([str(ROOT / 'tests'), str(ROOT)]))
+    result = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--standalone',
+         '--nproc_per_node=2', str(ROOT / 'tests' / 'fsdp_toy_worker.py'),
+         str(out)], env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    found = json.loads(out.read_text())
+    for key in ('plain', 'mmengine_options'):
+        reference = found[f'{key}/reference']
+        # the options case has groups that only the true shapes separate
+        assert len({tuple(v[:3]) for v in reference.values()}) > 8
+        for policy in ('no_wrap', 'module_wrap', 'size_based'):
+            assert found[f'{key}/{policy}'] == reference, (key, policy)
+    for policy in ('no_wrap', 'module_wrap'):
+        assert 'use_orig_params=True' in found[f'flat/{policy}'], policy
