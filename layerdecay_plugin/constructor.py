@@ -111,15 +111,10 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         backbone = self._backbone(module)
         # Names and shapes as in the unwrapped, unsharded model, so that
         # FSDP and ZeRO-3 get the same groups as a single process.
-        named = {
-            clean_name(n): p
-            for n, p in module.named_parameters() if p.requires_grad
-        }
         fsdp_shapes = {**self._fsdp_shapes, **fsdp_original_shapes(module)}
-        shapes = {
-            n: original_shape(p, fsdp_shapes)
-            for n, p in named.items()
-        }
+        all_params = [(clean_name(n), p) for n, p in module.named_parameters()]
+        shapes = {n: original_shape(p, fsdp_shapes) for n, p in all_params}
+        named = {n: p for n, p in all_params if p.requires_grad}
         head = cfg.backbone_attr + '.'
         rel_names = [n[len(head):] for n in named if n.startswith(head)]
         rules, depths, source = self._rules(backbone, rel_names)
@@ -138,11 +133,8 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         rule = rules.ids[cfg.decay_type]
         check_layer_ids(
             class_path(type(backbone)), source,
-            [(name[len(head):], numel(original_shape(p, fsdp_shapes)),
-              p.requires_grad)
-             for name, p in ((clean_name(n), p)
-                             for n, p in module.named_parameters())
-             if name.startswith(head)],
+            [(n[len(head):], numel(shapes[n]), p.requires_grad)
+             for n, p in all_params if n.startswith(head)],
             lambda name: rule(name, num_layers, depths), num_layers + 1)
 
         def layer_id_of(name: str) -> int:
@@ -226,9 +218,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         mm_cfg = self.layer_decay.mmengine
         if not mm_cfg:
             return {}
-        check_custom_keys(mm_cfg.get('custom_keys', {}),
-                          [clean_name(n) for n, _ in module.named_parameters()],
-                          named)
+        check_custom_keys(mm_cfg.get('custom_keys', {}), list(shapes), named)
         options = self._run_mmengine(module, mm_cfg)
         # mmengine's flat_decay_mult picks parameters by `param.ndim == 1`,
         # which every FSDP shard view and ZeRO-3 placeholder is. Find the
