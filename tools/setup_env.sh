@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv at the repo root with the pinned OpenMMLab stack and the plugin installed
 # in editable mode. Idempotent: a second run only checks a stamp file. The mmcv wheel, which
-# takes 20-50 minutes to compile on 2 cores (measured: 21 and ~50 minutes, depending on
+# takes 20-50 minutes to compile on 2 cores (measured: 21 and ~35 minutes, depending on
 # load), is cached outside the clone so that a fresh clone on the same machine (what CI is)
 # reuses it.
 set -euo pipefail
