@@ -15,8 +15,10 @@ blocks and records the order in which parameter-owning modules first run;
 
 Ids therefore never decrease along the forward pass.
 """
-from collections.abc import Mapping, Sequence
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+# typing's generics, not collections.abc's: those are subscriptable only
+# from Python 3.9, and the package supports 3.8.
+from typing import (Any, Dict, List, Mapping, NamedTuple, Optional, Sequence,
+                    Tuple)
 
 from ..errors import LayerDecayConfigError
 
