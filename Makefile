@@ -4,7 +4,7 @@ PY := .venv/bin/python
 DEMO_CONFIG := configs/mask-rcnn_convnext-t-p4-w7_fpn_layerdecay_shapes-demo-cpu.py
 export TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD := 1
 
-.PHONY: setup demo test
+.PHONY: setup demo test test-light
 
 setup:
 	bash tools/setup_env.sh
@@ -15,3 +15,8 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The light tier alone: torch + mmengine only (tests/light, see README).
+# --confcutdir keeps pytest from loading tests/conftest.py, which imports mmdet.
+test-light: setup
+	$(PY) -m pytest -q --confcutdir=tests/light tests/light
