@@ -111,7 +111,9 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         backbone = self._backbone(module)
         # Names and shapes as in the unwrapped, unsharded model, so that
         # FSDP and ZeRO-3 get the same groups as a single process.
-        fsdp_shapes = {**self._fsdp_shapes, **fsdp_original_shapes(module)}
+        # From __call__ (all units, the root's too), or when add_params is
+        # called directly, from the units inside `module`.
+        fsdp_shapes = self._fsdp_shapes or fsdp_original_shapes(module)
         all_params = [(clean_name(n), p) for n, p in module.named_parameters()]
         shapes = {n: original_shape(p, fsdp_shapes) for n, p in all_params}
         named = {n: p for n, p in all_params if p.requires_grad}

@@ -1,6 +1,7 @@
 """Shared helpers: real mmdet detectors, toy ConvNeXt-named models, and the
 reference mmdet constructor."""
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -41,6 +42,23 @@ def _register() -> None:
     from mmdet.utils import register_all_modules
     register_all_modules(init_default_scope=True)
     import layerdecay_plugin  # noqa: F401
+
+
+def torchrun(script: Path, *args: str, nproc: int = 2,
+             timeout: int = 600) -> str:
+    """Run a script under torchrun on this machine's CPUs (one thread per
+    process; tests/, tools/ and the repo on its path, DeepSpeed on CPU) and
+    return its output, asserting that every process exited cleanly."""
+    env = dict(os.environ, OMP_NUM_THREADS='1', DS_ACCELERATOR='cpu',
+               PYTHONPATH=os.pathsep.join(
+                   [str(ROOT / 'tests'), str(ROOT / 'tools'), str(ROOT)]))
+    result = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--standalone',
+         f'--nproc_per_node={nproc}', str(script), *map(str, args)],
+        env=env, capture_output=True, text=True, timeout=timeout)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    return output
 
 
 def build_detector(config: Path, **backbone) -> nn.Module:

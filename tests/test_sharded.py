@@ -13,9 +13,6 @@ checkpoint restores the optimizer state and continues with the same lrs.
 import functools
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +20,7 @@ import torch
 from mmengine.config import Config
 from mmengine.optim import LinearLR
 
-from conftest import ROOT, _register
+from conftest import ROOT, _register, torchrun
 from make_shapes_coco import make_dataset
 
 CONFIGS = ROOT / 'configs'
@@ -107,17 +104,9 @@ def scheduler_factors() -> list:
     return factors
 
 
-def torchrun(config: Path, work: Path, *args: str) -> str:
-    env = dict(os.environ, OMP_NUM_THREADS='1', DS_ACCELERATOR='cpu',
-               PYTHONPATH=os.pathsep.join([str(ROOT / 'tests'), str(ROOT)]))
-    result = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--standalone',
-         '--nproc_per_node=2', str(ROOT / 'tools' / 'train.py'), str(config),
-         '--work-dir', str(work), *args],
-        env=env, capture_output=True, text=True, timeout=600)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-6000:]
-    return output
+def train(config: Path, work: Path, *args: str) -> str:
+    return torchrun(ROOT / 'tools' / 'train.py', config, '--work-dir', work,
+                    *args)
 
 
 def records(work: Path, start: int) -> list:
@@ -158,7 +147,7 @@ def test_engine_matches_single_process(engine, tmp_path, data):
     config = tmp_path / f'{engine}.py'
     config.write_text(OVERRIDES.format(base=str(base), data=data, extra=extra))
     work = tmp_path / 'work'
-    output = torchrun(config, work)
+    output = train(config, work)
     assert f'Iter(train) [{MAX_ITERS}/{MAX_ITERS}]' in output
     # the table once, with the true element counts (not the shards')
     assert output.count('layer decay: ConvNeXt, layer_wise') == 1
@@ -174,8 +163,8 @@ def test_engine_matches_single_process(engine, tmp_path, data):
         return
     checkpoint = work / 'iter_2.pth'
     assert checkpoint.exists()
-    torchrun(config, work, '--resume', '--cfg-options',
-             f'load_from={checkpoint}')
+    train(config, work, '--resume', '--cfg-options',
+          f'load_from={checkpoint}')
     resumed = records(work, 2)
     check_run(resumed, reference, range(2, MAX_ITERS))
     for record in resumed:
@@ -190,15 +179,8 @@ def test_model_built_under_zero3_init(tmp_path):
     with its real shape in ds_shape: the groups (names, lr, weight decay)
     equal those of the same detector built normally."""
     out = tmp_path / 'found.json'
-    env = dict(os.environ, OMP_NUM_THREADS='1', DS_ACCELERATOR='cpu',
-               PYTHONPATH=os.pathsep.join(
-                   [str(ROOT / 'tests'), str(ROOT / 'tools'), str(ROOT)]))
-    result = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--standalone',
-         '--nproc_per_node=1', str(ROOT / 'tests' / 'zero3_init_worker.py'),
-         str(FSDP), str(out)], env=env, capture_output=True, text=True,
-        timeout=300)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    torchrun(ROOT / 'tests' / 'zero3_init_worker.py', FSDP, out, nproc=1,
+             timeout=300)
     found = json.loads(out.read_text())
     assert found['partitioned'] == found['num_params'] > 100
     assert found['zero3'] == found['reference']

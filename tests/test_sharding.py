@@ -1,15 +1,12 @@
 """layerdecay_plugin.sharding: original names and shapes under FSDP and
 ZeRO-3, and the refusal of FSDP's flat parameters."""
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 import torch.nn as nn
 
-from conftest import ROOT
+from conftest import ROOT, torchrun
 from layerdecay_plugin import LayerDecayConfigError
 from layerdecay_plugin.sharding import (check_not_flat, clean_name,
                                         original_shape, unwrap)
@@ -60,13 +57,7 @@ def test_fsdp_groups_equal_unwrapped_on_two_processes(tmp_path):
     policies, with mmengine's options (flat_decay_mult, norm_decay_mult,
     custom_keys) too; use_orig_params=False raises."""
     out = tmp_path / 'found.json'
-    env = dict(os.environ, OMP_NUM_THREADS='1',
-               PYTHONPATH=os.pathsep.join([str(ROOT / 'tests'), str(ROOT)]))
-    result = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--standalone',
-         '--nproc_per_node=2', str(ROOT / 'tests' / 'fsdp_toy_worker.py'),
-         str(out)], env=env, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    torchrun(ROOT / 'tests' / 'fsdp_toy_worker.py', out, timeout=300)
     found = json.loads(out.read_text())
     for key in ('plain', 'mmengine_options'):
         reference = found[f'{key}/reference']

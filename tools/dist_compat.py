@@ -81,8 +81,7 @@ def adapt_for_cpu(cfg) -> None:
         wrapper.setdefault('type', 'MMFullyShardedDataParallel')
         wrapper['device_id'] = torch.device('cpu')
     elif kind in DEEPSPEED_TYPES:
-        os.environ.setdefault('DS_ACCELERATOR', 'cpu')
-        return
+        return  # no wrapper to adapt; patch_deepspeed chose the CPU backend
     else:  # DDPStrategy and subclasses
         wrapper.setdefault('type', 'MMDistributedDataParallel')
         wrapper['device_ids'] = None
