@@ -92,17 +92,33 @@ def fsdp_original_shapes(module: nn.Module) -> Dict[int, Shape]:
 
     Returns:
         dict: ``id(parameter) -> original shape``.
+
+    Raises:
+        LayerDecayConfigError: If an FSDP unit's flat parameter lacks that
+            metadata (a torch version that keeps it elsewhere): the shard
+            views' own shapes would silently drop every weight's decay.
     """
     shapes: Dict[int, Shape] = {}
     for submodule in module.modules():
         flat = getattr(getattr(submodule, '_handle', None), 'flat_param',
                        None)
-        params = getattr(flat, '_params', None)
-        if params is None:  # not an FSDP unit, or use_orig_params=False
+        if flat is None:  # not an FSDP unit
             continue
+        # use_orig_params=False (no `_params`) is refused before this, by
+        # check_not_flat.
+        params = getattr(flat, '_params', None)
+        originals = getattr(flat, '_shapes', None)
+        if params is None or originals is None:
+            raise LayerDecayConfigError(
+                f'FSDP unit {type(submodule).__name__} keeps no original '
+                'parameters and shapes on its flat parameter (_params, '
+                '_shapes), where torch 2.x FSDP with use_orig_params=True '
+                'keeps them: layer decay cannot tell a weight from a 1-D '
+                'shard view. Use use_orig_params=True with a torch version '
+                'that keeps them, or train without FSDP.')
         # `_params` and `_shapes` both skip FSDP's alignment padding; a shared
         # parameter is the same object as its first occurrence.
-        for param, shape in zip(params, flat._shapes):
+        for param, shape in zip(params, originals):
             shapes[id(param)] = tuple(shape)
     return shapes
 

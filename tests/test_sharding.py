@@ -1,6 +1,7 @@
 """layerdecay_plugin.sharding: original names and shapes under FSDP and
 ZeRO-3, and the refusal of FSDP's flat parameters."""
 import json
+import types
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ import torch.nn as nn
 from conftest import ROOT, torchrun
 from layerdecay_plugin import LayerDecayConfigError
 from layerdecay_plugin.sharding import (check_not_flat, clean_name,
+                                        fsdp_original_shapes,
                                         original_shape, unwrap)
 
 
@@ -37,6 +39,16 @@ def test_original_shape_prefers_zero3_then_fsdp_then_own():
     assert original_shape(param, {id(param): (4, 3)}) == (4, 3)
     param.ds_shape = torch.Size([8, 2, 3, 3])  # as deepspeed.zero.Init sets
     assert original_shape(param, {id(param): (4, 3)}) == (8, 2, 3, 3)
+
+
+def test_fsdp_unit_without_original_shapes_is_an_error():
+    # A torch that keeps the originals elsewhere must not fall back to the
+    # shard views' 1-D shapes, which would drop every weight's decay.
+    unit = nn.Linear(2, 2)
+    unit._handle = types.SimpleNamespace(flat_param=types.SimpleNamespace())
+    with pytest.raises(LayerDecayConfigError, match='use_orig_params=True'):
+        fsdp_original_shapes(nn.Sequential(unit))
+    assert fsdp_original_shapes(nn.Sequential(nn.Linear(2, 2))) == {}
 
 
 def test_flat_parameter_is_refused_with_the_fix():
