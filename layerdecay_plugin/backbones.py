@@ -282,6 +282,7 @@ class BlockNames(NamedTuple):
 BLOCK_NAMES: Dict[str, BlockNames] = {
     'ConvNeXt': BlockNames(r'stages\.(?P<stage>\d+)\.(?P<block>\d+)\.', 0, 4),
     'Swin': BlockNames(r'stages\.(?P<stage>\d+)\.blocks\.(?P<block>\d+)\.'),
+    'SwinV2': BlockNames(r'stages\.(?P<stage>\d+)\.blocks\.(?P<block>\d+)\.'),
     'ViT': BlockNames(r'layers\.(?P<block>\d+)\.'),
     'ViT (blocks.i)': BlockNames(r'blocks\.(?P<block>\d+)\.'),
     'ResNet': BlockNames(r'layer(?P<stage>\d+)\.(?P<block>\d+)\.', 1),

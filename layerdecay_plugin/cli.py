@@ -159,7 +159,13 @@ def build_param_groups(cfg, config: str):
 
     if cfg.get('custom_imports'):
         import_modules_from_strings(**cfg.custom_imports)
-    init_default_scope(cfg.get('default_scope', 'mmdet'))
+    # The scope training gets: mmengine's Runner uses 'mmengine' (the root
+    # registries) when a config sets none, and no scope for None. mmdet
+    # configs set 'mmdet' in their default_runtime base; a torch-only config
+    # must not import mmdet (or warn that it is missing) to build its model.
+    scope = cfg.get('default_scope', 'mmengine')
+    if scope is not None:
+        init_default_scope(scope)
     model_cfg = copy.deepcopy(cfg.model)  # ConfigDict: models read attributes
     _drop_init_cfg(model_cfg)
     model = MODELS.build(model_cfg)

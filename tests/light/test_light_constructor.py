@@ -140,3 +140,30 @@ def test_builtin_family_by_name():
     assert ids['backbone.blocks.3.weight'] == ids['backbone.norm.weight'] == 4
     assert_lr_and_weight_decay(groups, model, 0.9, 4)
     assert vit_blocks_layer_id('blocks.3.weight', 4) == 4
+
+
+class _Stage(nn.Module):
+    """A Swin stage whose ``blocks`` is a plain module: ``len()`` fails on
+    it, as on a custom class, so depths must come from the names."""
+
+    def __init__(self, depth: int, downsample_first: bool):
+        super().__init__()
+        if downsample_first:
+            self.downsample = nn.Linear(4, 4)
+        self.blocks = nn.Module()
+        for j in range(depth):
+            self.blocks.add_module(str(j), nn.Linear(4, 4))
+
+
+@pytest.mark.parametrize('family', ['swin', 'swin_v2'])
+def test_swin_depths_from_names_when_modules_cannot_say(family):
+    backbone = nn.Module()
+    backbone.stages = nn.Module()
+    for i, depth in enumerate((1, 2)):
+        backbone.stages.add_module(
+            str(i), _Stage(depth, family == 'swin_v2' and i > 0))
+    ids = ids_by_name(groups_of(ToyModel(backbone), decay_rate=0.9,
+                                rules=family))
+    assert ids['backbone.stages.1.blocks.1.weight'] == 3
+    if family == 'swin_v2':  # the V2 downsample runs before its blocks
+        assert ids['backbone.stages.1.downsample.weight'] == 2

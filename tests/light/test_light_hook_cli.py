@@ -1,0 +1,298 @@
+"""``LayerDecayLrHook`` under mmengine's real ``Runner`` and
+``python -m layerdecay_plugin`` (table, JSON, exit codes, the module entry)
+on a torch-only config: ``configs/toy_layerdecay.py``, whose model comes
+from :mod:`light.cli_toys`."""
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Tuple
+
+import pytest
+from mmengine.config import Config
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS, DefaultScope, init_default_scope
+from mmengine.runner import Runner
+
+from layerdecay_plugin.cli import main
+from light.cli_toys import LightToyDetector
+from light.conftest import HEAVY
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+CONFIG = str(HERE / 'configs' / 'toy_layerdecay.py')
+# What the config sets: 3 blocks, num_layers 3, so the neck and head get id 4.
+BASE_LR, BASE_WD, DECAY, HEAD_ID = 1e-3, 0.05, 0.9, 4
+MAX_ITERS, START, WARMUP, MILESTONE, GAMMA = 6, 0.25, 4, 4, 0.1
+
+
+def layer_id(name: str) -> int:
+    """The ``vit_blocks`` id of a toy parameter, written out by hand."""
+    if name.startswith('backbone.patch_embed.'):
+        return 0
+    if name.startswith('backbone.blocks.'):
+        return int(name.split('.')[2]) + 1
+    if name.startswith('backbone.norm.'):
+        return HEAD_ID - 1
+    return HEAD_ID
+
+
+def expected_groups() -> Dict[str, List[Tuple[str, int]]]:
+    """Group name -> [(parameter name, numel)] the config must give: no
+    weight decay on biases and 1-D parameters."""
+    groups: Dict[str, List[Tuple[str, int]]] = {}
+    for name, param in LightToyDetector().named_parameters():
+        decay = param.ndim > 1 and not name.endswith('.bias')
+        key = f"layer_{layer_id(name)}_{'decay' if decay else 'no_decay'}"
+        groups.setdefault(key, []).append((name, param.numel()))
+    return groups
+
+
+def lr_of(group_name: str) -> float:
+    """Base lr x the layer-decay scale of a ``layer_{id}_...`` group."""
+    return BASE_LR * DECAY**(HEAD_ID - int(group_name.split('_')[1]))
+
+
+@pytest.fixture(autouse=True)
+def keep_default_scope():
+    """Give back the default scope the session had.
+
+    The Runner and the CLI make ``'mmengine'`` (the config sets none) the
+    current scope; the full tier, which collects this file first, builds
+    mmdet models under the ``'mmdet'`` scope its conftest set.
+    """
+    before = DefaultScope.get_current_instance()
+    yield
+    if before is not None:
+        init_default_scope(before.scope_name)
+
+
+# ----------------------------------------------------------------- the hook
+
+
+def factor(it: int) -> float:
+    """Scheduler factor at iteration ``it``: LinearLR reaches 1 at
+    ``WARMUP - 1``, then MultiStepLR steps at ``MILESTONE``."""
+    warm = START + (1 - START) * min(it, WARMUP - 1) / (WARMUP - 1)
+    return warm * (GAMMA if it >= MILESTONE else 1.)
+
+
+@HOOKS.register_module(force=True)
+class LightRecordLrs(Hook):
+    """Per iteration, the optimizer's groups and the hook's scalars, at the
+    moment the step uses them."""
+    priority = 'LOW'  # after LayerDecayLrHook (NORMAL)
+
+    def __init__(self):
+        self.groups: Dict[int, List[dict]] = {}
+        self.hub: Dict[int, Dict[str, float]] = {}
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        # the optimizer's own groups: mmengine >= 0.10's
+        # optim_wrapper.param_groups adds a base-lr entry
+        self.groups[runner.iter] = [
+            dict(name=g['group_name'], lr=g['lr'], lr_scale=g['lr_scale'])
+            for g in runner.optim_wrapper.optimizer.param_groups]
+        self.hub[runner.iter] = {
+            key: buffer.current()
+            for key, buffer in runner.message_hub.log_scalars.items()
+            if key.startswith('train/layer_')}
+
+
+def train(tmp_path: Path, **hook_args) -> Tuple[LightRecordLrs, Path]:
+    """Train the config's model ``MAX_ITERS`` iterations on CPU with
+    ``LayerDecayLrHook(**hook_args)``; return the record and the log dir."""
+    cfg = Config.fromfile(CONFIG)
+    # names no real checkpoint: the CLI never loads weights, a Runner would
+    del cfg.model.init_cfg
+    cfg.merge_from_dict(dict(
+        work_dir=str(tmp_path),
+        # unique: the logger and visualizer are looked up by this name
+        experiment_name=f'light-hook-{tmp_path.name}',
+        train_dataloader=dict(
+            batch_size=2, num_workers=0,
+            # one pass: no dataloader restart
+            dataset=dict(type='LightToyDataset', size=2 * MAX_ITERS),
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            collate_fn=dict(type='default_collate')),
+        train_cfg=dict(by_epoch=False, max_iters=MAX_ITERS),
+        param_scheduler=[
+            dict(type='LinearLR', start_factor=START, by_epoch=False,
+                 begin=0, end=WARMUP),
+            dict(type='MultiStepLR', by_epoch=False, begin=0,
+                 end=MAX_ITERS, milestones=[MILESTONE], gamma=GAMMA)],
+        default_hooks=dict(checkpoint=None,
+                           logger=dict(type='LoggerHook', interval=1)),
+        log_processor=dict(by_epoch=False),
+        env_cfg=dict(cudnn_benchmark=False),  # mmengine 0.7 has no default
+        custom_hooks=[dict(type='LayerDecayLrHook', **hook_args),
+                      dict(type='LightRecordLrs')],
+        randomness=dict(seed=0)))
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    record = next(h for h in runner.hooks if isinstance(h, LightRecordLrs))
+    return record, Path(runner.log_dir)
+
+
+def test_hook_logs_every_layers_lr_as_the_optimizer_has_it(tmp_path):
+    record, log_dir = train(tmp_path, layers='all')
+    ids = range(HEAD_ID + 1)
+    for it in range(MAX_ITERS):
+        groups = record.groups[it]
+        assert {g['name'] for g in groups} == set(expected_groups())
+        for group in groups:
+            # the scheduler moves every group by the same factor
+            assert group['lr'] == pytest.approx(
+                lr_of(group['name']) * factor(it), rel=1e-9)
+            assert group['lr'] == pytest.approx(
+                BASE_LR * group['lr_scale'] * factor(it), rel=1e-9)
+            layer = group['name'].split('_')[1]
+            assert record.hub[it][f'train/layer_{layer}_lr'] == group['lr']
+        assert set(record.hub[it]) == {f'train/layer_{i}_lr' for i in ids}
+    # What the LoggerHook sent to the visualizer (step = iteration + 1,
+    # one JSON object a line) and printed.
+    scalars_file = log_dir / 'vis_data' / 'scalars.json'
+    scalars = [json.loads(line)
+               for line in scalars_file.read_text().splitlines()]
+    assert [s['step'] for s in scalars] == list(range(1, MAX_ITERS + 1))
+    for it, logged in enumerate(scalars):
+        assert {f'layer_{i}_lr': logged[f'layer_{i}_lr'] for i in ids} == \
+            {k[len('train/'):]: v for k, v in record.hub[it].items()}
+    log_text = next(log_dir.glob('*.log')).read_text()
+    assert 'layer_0_lr: ' in log_text and f'layer_{HEAD_ID}_lr: ' in log_text
+
+
+def test_hook_ends_and_interval(tmp_path):
+    """``layers='ends'``: the stem's and the head's lr only; ``interval=2``:
+    odd iterations keep the value of the one before."""
+    record, _ = train(tmp_path, layers='ends', interval=2)
+    for it in range(MAX_ITERS):
+        logged = it - it % 2
+        assert record.hub[it] == {
+            'train/layer_0_lr': pytest.approx(lr_of('layer_0') *
+                                              factor(logged), rel=1e-9),
+            f'train/layer_{HEAD_ID}_lr': pytest.approx(
+                BASE_LR * factor(logged), rel=1e-9)}
+
+
+@pytest.mark.parametrize('args,match', [(dict(layers='first'), "'ends'"),
+                                        (dict(interval=0), 'positive int')])
+def test_hook_arguments_are_checked(args, match):
+    with pytest.raises(ValueError, match=match):
+        HOOKS.build(dict(type='LayerDecayLrHook', **args))
+
+
+# ------------------------------------------------------------------ the CLI
+
+
+def table_rows(text: str) -> List[List[str]]:
+    """Cells of the table's group rows."""
+    return [[cell.strip() for cell in line.strip('|').split('|')]
+            for line in text.splitlines() if line.startswith('| layer_')]
+
+
+def check_table(text: str) -> None:
+    """Rows ordered by layer (decay first), each with its lr_scale, lr,
+    weight decay and counts."""
+    groups = expected_groups()
+    rows = table_rows(text)
+    order = sorted(groups, key=lambda g: (int(g.split('_')[1]),
+                                          g.endswith('no_decay')))
+    assert [row[0] for row in rows] == order
+    for name, layer, scale, lr, decay, tensors, elements, sample in rows:
+        assert int(layer) == int(name.split('_')[1])
+        assert float(scale) == pytest.approx(lr_of(name) / BASE_LR, rel=1e-3)
+        assert float(lr) == pytest.approx(lr_of(name), rel=1e-3)
+        assert float(decay) == (0. if name.endswith('no_decay') else BASE_WD)
+        assert int(tensors) == len(groups[name])
+        numels = [numel for _, numel in groups[name]]
+        assert int(elements.replace(',', '')) == sum(numels)
+        assert sample.startswith(groups[name][0][0])
+
+
+def test_table(capsys):
+    assert main([CONFIG]) == 0
+    out = capsys.readouterr().out
+    # log lines may come first, when a logger writes to this capture
+    assert f'{CONFIG}: LayerDecayOptimWrapperConstructor' in out.splitlines()
+    check_table(out)
+
+
+def test_json(tmp_path, capsys):
+    out = tmp_path / 'groups.json'
+    assert main([CONFIG, '--json', str(out)]) == 0
+    data = json.loads(out.read_text())
+    groups = expected_groups()
+    assert f'wrote {out}: {len(groups)} groups and ' in capsys.readouterr().out
+    assert data['config'] == CONFIG
+    assert data['constructor'] == 'LayerDecayOptimWrapperConstructor'
+    ids = [g['layer_id'] for g in data['groups']]
+    assert ids == sorted(ids) and set(ids) == set(range(HEAD_ID + 1))
+    for group in data['groups']:
+        name = group['group_name']
+        assert group['layer_id'] == int(name.split('_')[1])
+        assert group['param_names'] == [n for n, _ in groups[name]]
+        assert group['lr'] == pytest.approx(lr_of(name), rel=1e-12)
+        assert group['lr_scale'] == pytest.approx(lr_of(name) / BASE_LR)
+    params = {n: (g, numel) for g, ps in groups.items() for n, numel in ps}
+    assert data['params'].keys() == params.keys()
+    for name, entry in data['params'].items():
+        group = params[name][0]
+        assert entry == dict(
+            group=group, layer_id=layer_id(name),
+            lr=pytest.approx(lr_of(group), rel=1e-12),
+            weight_decay=0. if group.endswith('no_decay') else BASE_WD)
+
+
+def test_config_error_is_a_message_and_exit_1(capsys):
+    assert main([CONFIG, '--cfg-options',
+                 'optim_wrapper.paramwise_cfg.num_layer=3']) == 1
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f'{CONFIG}: error: ')
+    assert "unknown key 'num_layer'" in captured.err
+    assert 'Traceback' not in captured.err + captured.out
+
+
+# mmengine 0.7's Config leaves its temporary copy of an unreadable file open
+# after removing its directory: a harmless unlink error when it is collected.
+@pytest.mark.filterwarnings('ignore::pytest.PytestUnraisableExceptionWarning')
+def test_unreadable_config_is_a_message_and_exit_1(tmp_path, capsys):
+    config = tmp_path / 'broken.py'
+    config.write_text('model = dict(type=\n')
+    assert main([str(config)]) == 1
+    assert 'error: cannot read the config: ' in capsys.readouterr().err
+
+
+def test_missing_config_file_exits_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tmp_path / 'nope.py')])
+    assert exit_.value.code == 2
+    assert 'no config file at' in capsys.readouterr().err
+
+
+def test_module_entry_imports_no_heavy_package(tmp_path):
+    """The real ``python -m layerdecay_plugin``, every module it loads
+    listed by ``-v``: none of mmdet, mmcv, mmpretrain, even where they are
+    installed (the full tier's venv), and no warning about a missing scope.
+
+    ``-v``, not ``-X importtime``: importtime misses modules loaded by
+    ``importlib.import_module``, which is how mmengine imports a scope's
+    registry and a config's ``custom_imports``.
+    """
+    out = tmp_path / 'groups.json'
+    path = [str(ROOT), str(ROOT / 'tests'), os.environ.get('PYTHONPATH', '')]
+    result = subprocess.run(
+        [sys.executable, '-v', '-m', 'layerdecay_plugin', CONFIG, '--json',
+         str(out)],
+        capture_output=True, text=True, cwd=str(tmp_path),
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, path))))
+    assert result.returncode == 0, result.stderr[-2000:]
+    check_table(result.stdout)
+    assert len(json.loads(out.read_text())['groups']) == len(expected_groups())
+    # -v: "import 'light.cli_toys' # <...SourceFileLoader object at ...>"
+    loaded = set(re.findall(r"^import '([\w.]+)' #", result.stderr, re.M))
+    assert {'layerdecay_plugin.cli', 'light.cli_toys'} <= loaded
+    assert not {name.split('.')[0] for name in loaded} & set(HEAVY)
+    assert 'mmengine - WARNING' not in result.stdout + result.stderr
