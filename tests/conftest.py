@@ -1,7 +1,6 @@
 """Shared helpers: real mmdet detectors, toy ConvNeXt-named models, and the
 reference mmdet constructor."""
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +17,8 @@ import mmdet  # noqa: E402
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 from mmengine.config import Config  # noqa: E402
+
+from light.dist import torchrun as light_torchrun  # noqa: E402
 
 MMDET_CONFIGS = Path(mmdet.__file__).parent / '.mim' / 'configs'
 CONVNEXT_CONFIGS = sorted((MMDET_CONFIGS / 'convnext').glob('*.py'))
@@ -46,19 +47,9 @@ def _register() -> None:
 
 def torchrun(script: Path, *args: str, nproc: int = 2,
              timeout: int = 600) -> str:
-    """Run a script under torchrun on this machine's CPUs (one thread per
-    process; tests/, tools/ and the repo on its path, DeepSpeed on CPU) and
-    return its output, asserting that every process exited cleanly."""
-    env = dict(os.environ, OMP_NUM_THREADS='1', DS_ACCELERATOR='cpu',
-               PYTHONPATH=os.pathsep.join(
-                   [str(ROOT / 'tests'), str(ROOT / 'tools'), str(ROOT)]))
-    result = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--standalone',
-         f'--nproc_per_node={nproc}', str(script), *map(str, args)],
-        env=env, capture_output=True, text=True, timeout=timeout)
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-6000:]
-    return output
+    """:func:`light.dist.torchrun` with DeepSpeed on the CPU."""
+    return light_torchrun(script, *args, nproc=nproc, timeout=timeout,
+                          env=dict(DS_ACCELERATOR='cpu'))
 
 
 def build_detector(config: Path, **backbone) -> nn.Module:

@@ -3,14 +3,16 @@
 on a torch-only config: ``configs/toy_layerdecay.py``, whose model comes
 from :mod:`light.cli_toys`."""
 import json
+import math
 import os
 import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import pytest
+import torch
 from mmengine.config import Config
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS, DefaultScope, init_default_scope
@@ -88,6 +90,22 @@ class LightRecordLrs(Hook):
     def __init__(self):
         self.groups: Dict[int, List[dict]] = {}
         self.hub: Dict[int, Dict[str, float]] = {}
+        self.losses: List[float] = []
+        self.changed: Dict[str, bool] = {}
+
+    def before_train(self, runner):
+        self.start = {name: p.detach().clone()
+                      for name, p in runner.model.named_parameters()}
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None,
+                         outputs=None):
+        self.losses.append(float(torch.as_tensor(outputs['loss']).detach()))
+
+    def after_train(self, runner):
+        self.optim_wrapper = type(runner.optim_wrapper).__name__
+        self.device = next(runner.model.parameters()).device.type
+        self.changed = {name: not torch.equal(p.detach(), self.start[name])
+                        for name, p in runner.model.named_parameters()}
 
     def before_train_iter(self, runner, batch_idx, data_batch=None):
         # the optimizer's own groups: mmengine >= 0.10's
@@ -101,10 +119,14 @@ class LightRecordLrs(Hook):
             if key.startswith('train/layer_')}
 
 
-def train(tmp_path: Path, **hook_args) -> Tuple[LightRecordLrs, Path]:
-    """Train the config's model ``MAX_ITERS`` iterations on CPU with
-    ``LayerDecayLrHook(**hook_args)``; return the record and the log dir."""
+def train(tmp_path: Path, optim_wrapper: Optional[dict] = None,
+          **hook_args) -> Tuple[LightRecordLrs, Path]:
+    """Train the config's model ``MAX_ITERS`` iterations (on a GPU where
+    there is one, as the Runner does) with ``LayerDecayLrHook(**hook_args)``
+    and the config's optim wrapper updated by ``optim_wrapper``; return the
+    record and the log dir."""
     cfg = Config.fromfile(CONFIG)
+    cfg.optim_wrapper.update(optim_wrapper or {})
     # names no real checkpoint: the CLI never loads weights, a Runner would
     del cfg.model.init_cfg
     cfg.merge_from_dict(dict(
@@ -162,6 +184,25 @@ def test_hook_logs_every_layers_lr_as_the_optimizer_has_it(tmp_path):
             {k[len('train/'):]: v for k, v in record.hub[it].items()}
     log_text = next(log_dir.glob('*.log')).read_text()
     assert 'layer_0_lr: ' in log_text and f'layer_{HEAD_ID}_lr: ' in log_text
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason='AmpOptimWrapper needs a CUDA device')
+@pytest.mark.parametrize('dtype', ['float16', 'bfloat16'])
+def test_amp_optim_wrapper_on_cuda(tmp_path, dtype):
+    """mmdet's ConvNeXt configs train with ``AmpOptimWrapper``: our groups
+    and lrs go through its loss scaling and autocast unchanged, and every
+    parameter trains."""
+    record, _ = train(tmp_path, dict(type='AmpOptimWrapper', dtype=dtype),
+                      layers='all')
+    assert (record.optim_wrapper, record.device) == ('AmpOptimWrapper',
+                                                     'cuda')
+    for it in range(MAX_ITERS):
+        assert {g['name']: g['lr'] for g in record.groups[it]} == {
+            name: pytest.approx(lr_of(name) * factor(it), rel=1e-9)
+            for name in expected_groups()}
+    assert all(map(math.isfinite, record.losses)), record.losses
+    assert all(record.changed.values()), record.changed
 
 
 def test_hook_ends_and_interval(tmp_path):

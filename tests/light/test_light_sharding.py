@@ -2,16 +2,20 @@
 ZeRO-3, and the refusal of FSDP's flat parameters."""
 import json
 import types
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn as nn
 
-from conftest import ROOT, torchrun
 from layerdecay_plugin import LayerDecayConfigError
 from layerdecay_plugin.sharding import (check_not_flat, clean_name,
                                         fsdp_original_shapes,
                                         original_shape, unwrap)
+from light.dist import torchrun
+
+HERE = Path(__file__).resolve().parent
+TORCH = tuple(int(part) for part in torch.__version__.split('.')[:2])
 
 
 @pytest.mark.parametrize('name, clean', [
@@ -63,13 +67,26 @@ def test_flat_parameter_is_refused_with_the_fix():
         'use_orig_params=True)' in message
 
 
-def test_fsdp_groups_equal_unwrapped_on_two_processes(tmp_path):
-    """Toy detector under real FSDP (gloo, 2 ranks): every parameter gets
-    the unwrapped model's group, lr and weight decay, for three wrap
-    policies, with mmengine's options (flat_decay_mult, norm_decay_mult,
-    custom_keys) too; use_orig_params=False raises."""
+@pytest.mark.parametrize('device', [
+    pytest.param('cpu', marks=pytest.mark.skipif(
+        TORCH < (2, 1), reason='FSDP on the CPU needs torch >= 2.1 (2.0.1 '
+        'asks for an NVIDIA driver)')),
+    pytest.param('cuda', marks=pytest.mark.skipif(
+        not torch.cuda.is_available(), reason='no CUDA device')),
+])
+def test_fsdp_groups_equal_unwrapped(tmp_path, device):
+    """Toy detector under real FSDP (2 CPU ranks with gloo, or up to 2 GPUs
+    with nccl): every parameter gets the unwrapped model's group, lr and
+    weight decay, for three wrap policies, with mmengine's options
+    (flat_decay_mult, norm_decay_mult, custom_keys) too;
+    use_orig_params=False raises."""
     out = tmp_path / 'found.json'
-    torchrun(ROOT / 'tests' / 'fsdp_toy_worker.py', out, timeout=300)
+    nproc = 2 if device == 'cpu' else min(2, torch.cuda.device_count())
+    # On the CPU, hide any GPU: mmengine's logger otherwise looks a CPU
+    # rank's local rank up in CUDA_VISIBLE_DEVICES (IndexError past its end).
+    env = dict(CUDA_VISIBLE_DEVICES='') if device == 'cpu' else None
+    torchrun(HERE / 'fsdp_toy_worker.py', out, device, nproc=nproc,
+             timeout=300, env=env)
     found = json.loads(out.read_text())
     for key in ('plain', 'mmengine_options'):
         reference = found[f'{key}/reference']

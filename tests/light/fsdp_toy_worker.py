@@ -1,9 +1,11 @@
-"""torchrun worker of test_sharding.py: a toy detector under FSDP
+"""torchrun worker of test_light_sharding.py: a toy detector under FSDP
 (use_orig_params=True, three wrap policies, with and without mmengine
 options) gets the same groups as unwrapped; use_orig_params=False is refused.
-Writes its findings to the JSON file named by argv[1] (rank 0)."""
+Writes its findings to the JSON file named by argv[1] (rank 0); argv[2] is
+the device, ``cpu`` (gloo) or ``cuda`` (nccl, one GPU a process)."""
 import functools
 import json
+import os
 import sys
 
 import torch
@@ -83,19 +85,25 @@ def groups(model: nn.Module, paramwise: dict) -> dict:
     }
 
 
-def main(out: str) -> None:
-    dist.init_process_group('gloo')
-    cpu = torch.device('cpu')
+def main(out: str, device_type: str) -> None:
+    if device_type == 'cuda':
+        device = torch.device('cuda', int(os.environ['LOCAL_RANK']))
+        torch.cuda.set_device(device)
+        dist.init_process_group('nccl')
+    else:
+        device = torch.device('cpu')
+        dist.init_process_group('gloo')
     found = {}
     for key, paramwise in PARAMWISE.items():
         torch.manual_seed(0)
         found[f'{key}/reference'] = groups(ToyDetector(), paramwise)
         for policy_name, policy in POLICIES.items():
-            model = FSDP(ToyDetector(), device_id=cpu, use_orig_params=True,
+            model = FSDP(ToyDetector(), device_id=device,
+                         use_orig_params=True,
                          auto_wrap_policy=policy)
             found[f'{key}/{policy_name}'] = groups(model, paramwise)
     for policy_name in ('no_wrap', 'module_wrap'):
-        model = FSDP(ToyDetector(), device_id=cpu, use_orig_params=False,
+        model = FSDP(ToyDetector(), device_id=device, use_orig_params=False,
                      auto_wrap_policy=POLICIES[policy_name])
         try:
             groups(model, PARAMWISE['plain'])
@@ -109,4 +117,4 @@ def main(out: str) -> None:
 
 
 if __name__ == '__main__':
-    main(sys.argv[1])
+    main(sys.argv[1], sys.argv[2])

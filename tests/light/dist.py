@@ -1,0 +1,41 @@
+"""Multi-process runs for the tests: one torchrun helper, torch only (the
+full tier's ``conftest.torchrun`` adds DeepSpeed's CPU setting to it)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Mapping, Optional
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def torchrun(script: Path, *args: str, nproc: int = 2, timeout: int = 600,
+             env: Optional[Mapping[str, str]] = None) -> str:
+    """Run a script under torchrun on this machine and return its output,
+    asserting that every process exited cleanly.
+
+    Args:
+        script: The worker script.
+        *args: Its arguments.
+        nproc: Processes (``--nproc_per_node``).
+        timeout: Seconds before the run is killed.
+        env: Variables added to this process's environment.
+
+    Returns:
+        str: stdout and stderr of the run.
+    """
+    # One thread per process: the CI machines have 2 cores. tests/, tools/
+    # and the repo on the path (the light venvs do not install the plugin),
+    # before what the caller had there.
+    path = [str(ROOT / 'tests'), str(ROOT / 'tools'), str(ROOT)]
+    if os.environ.get('PYTHONPATH'):
+        path.append(os.environ['PYTHONPATH'])
+    full_env = dict(os.environ, OMP_NUM_THREADS='1', **(env or {}),
+                    PYTHONPATH=os.pathsep.join(path))
+    result = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--standalone',
+         f'--nproc_per_node={nproc}', str(script), *map(str, args)],
+        env=full_env, capture_output=True, text=True, timeout=timeout)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-6000:]
+    return output
