@@ -29,4 +29,7 @@ def test_family_groups_are_current():
     assert fresh == committed, (
         'tests/light/family_groups.json is stale (our rules or grouping, a '
         'recorded backbone of mmdet, mmpretrain or timm, or a toy model '
-        f'changed); {REGENERATE}')
+        'changed). It holds our own groups, not a reference: a difference is '
+        'a change in the lrs users get, so read `git diff` of the file after '
+        'regenerating and check the new ids against the network '
+        f'(tests/test_forward_order.py) before committing; {REGENERATE}')

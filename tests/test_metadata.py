@@ -16,7 +16,7 @@ def light_stacks() -> dict:
     """``{name: (python, {package: specifier})}`` of tools/light_stacks.txt."""
     stacks = {}
     for line in (ROOT / 'tools' / 'light_stacks.txt').read_text().splitlines():
-        if line.strip() and not line.startswith('#'):
+        if line.strip() and not line.startswith(('#', '@')):
             name, python, *pins = line.split()
             stacks[name] = (python, {Requirement(pin).name: str(
                 Requirement(pin).specifier) for pin in pins})
@@ -50,3 +50,11 @@ def test_oldest_and_newest_are_the_ends():
                     for name, stack in stacks.items()}
         assert min(versions, key=versions.get) == 'oldest', key
         assert max(versions, key=versions.get) == 'newest', key
+
+
+def test_current_stack_is_the_full_stacks_torch_and_mmengine():
+    _, pins = light_stacks()['current']
+    full = (ROOT / 'tools' / 'setup_env.sh').read_text() + \
+        (ROOT / 'requirements-dev.txt').read_text()
+    for package in ('torch', 'mmengine'):
+        assert f'{package}{pins[package]}' in full.split(), package

@@ -8,6 +8,10 @@
 # Extra pytest arguments go in $PYTEST_ARGS. Exits non-zero if any stack failed.
 set -uo pipefail
 cd "$(dirname "$0")/.."
+if [[ $# -eq 0 ]]; then
+  echo "usage: tools/test_light.sh STACK... (names in tools/light_stacks.txt)" >&2
+  exit 2
+fi
 declare -a SUMMARY=()
 STATUS=0
 for STACK in "$@"; do

@@ -30,8 +30,9 @@ def torchrun(script: Path, *args: str, nproc: int = 2, timeout: int = 600,
     path = [str(ROOT / 'tests'), str(ROOT / 'tools'), str(ROOT)]
     if os.environ.get('PYTHONPATH'):
         path.append(os.environ['PYTHONPATH'])
-    full_env = dict(os.environ, OMP_NUM_THREADS='1', **(env or {}),
-                    PYTHONPATH=os.pathsep.join(path))
+    full_env = dict(os.environ, OMP_NUM_THREADS='1')
+    full_env.update(env or {})
+    full_env['PYTHONPATH'] = os.pathsep.join(path)
     result = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--standalone',
          f'--nproc_per_node={nproc}', str(script), *map(str, args)],
