@@ -11,9 +11,7 @@ from typing import (Any, Callable, Dict, Iterable, List, NamedTuple, Optional,
                     Sequence, Union)
 
 from .errors import LayerDecayConfigError
-from .rules import (BUILTIN_RULES, CONVNEXT, CSP, DARKNET, EFFICIENTNET,
-                    HIVIT, HOURGLASS, HRNET, MOBILENET_V2, MVIT, PVT, RESNET,
-                    SWIN, SWIN_V2, VGG, VIT, VIT_BLOCKS, BackboneRules, IdRule,
+from .rules import (BUILTIN_RULES, CONVNEXT, BackboneRules, IdRule,
                     per_block_min_num_layers)
 
 Depths = Callable[[Any], Sequence[int]]
@@ -123,80 +121,70 @@ def _mvit_depths(backbone: Any) -> Sequence[int]:
     return [end - start for start, end in zip([-1] + ends[:-1], ends)]
 
 
+#: Built-in families by the name a config may give in ``paramwise_cfg.rules``:
+#: their rules and how to read their blocks per stage from the module.
+FAMILIES: Dict[str, BackboneSpec] = {
+    name: BackboneSpec(BUILTIN_RULES[name], depths)
+    for name, depths in (
+        ('convnext', _attr_depths('depths')),
+        ('swin', _swin_depths),
+        ('vit', _len_of('layers')),
+        ('vit_blocks', _len_of('blocks')),
+        ('resnet', _attr_depths('stage_blocks')),
+        ('swin_v2', _swin_depths),
+        ('hivit', _hivit_depths),
+        ('mvit', _mvit_depths),
+        ('csp', _stage_lengths('stage')),
+        ('darknet', _darknet_depths),
+        ('mobilenet_v2', _mobilenet_v2_depths),
+        ('efficientnet', _efficientnet_depths),
+        ('hrnet', _hrnet_depths),
+        ('pvt', _pvt_depths),
+        ('hourglass', _hourglass_depths),
+        ('vgg', _vgg_depths),
+    )
+}
+
 #: ``'module.QualName'`` of a backbone class -> its spec. Extend with
 #: :func:`register_backbone_rules`.
 BACKBONES: Dict[str, BackboneSpec] = {
-    'mmpretrain.models.backbones.convnext.ConvNeXt':
-    BackboneSpec(CONVNEXT, _attr_depths('depths')),
-    'mmdet.models.backbones.swin.SwinTransformer':
-    BackboneSpec(SWIN, _swin_depths),
+    'mmpretrain.models.backbones.convnext.ConvNeXt': FAMILIES['convnext'],
+    'mmdet.models.backbones.swin.SwinTransformer': FAMILIES['swin'],
     'mmpretrain.models.backbones.vision_transformer.VisionTransformer':
-    BackboneSpec(VIT, _len_of('layers')),
-    'mmdet.models.backbones.resnet.ResNet':
-    BackboneSpec(RESNET, _attr_depths('stage_blocks')),
-    'mmpretrain.models.backbones.resnet.ResNet':
-    BackboneSpec(RESNET, _attr_depths('stage_blocks')),
+    FAMILIES['vit'],
+    'mmdet.models.backbones.resnet.ResNet': FAMILIES['resnet'],
+    'mmpretrain.models.backbones.resnet.ResNet': FAMILIES['resnet'],
     # ViTDet's ViT (mmdet projects) and timm's use `blocks.i`.
-    'projects.ViTDet.vitdet.vit.ViT':
-    BackboneSpec(VIT_BLOCKS, _len_of('blocks')),
+    'projects.ViTDet.vitdet.vit.ViT': FAMILIES['vit_blocks'],
     'timm.models.vision_transformer.VisionTransformer':
-    BackboneSpec(VIT_BLOCKS, _len_of('blocks')),
+    FAMILIES['vit_blocks'],
     # mmdet's other backbones (its ResNet subclasses ResNetV1d, ResNeXt,
     # Res2Net, ResNeSt, DetectoRS_*, TridentResNet and RegNet get ResNet's).
-    'mmdet.models.backbones.csp_darknet.CSPDarknet':
-    BackboneSpec(CSP, _stage_lengths('stage')),
-    'mmdet.models.backbones.cspnext.CSPNeXt':
-    BackboneSpec(CSP, _stage_lengths('stage')),
-    'mmdet.models.backbones.darknet.Darknet':
-    BackboneSpec(DARKNET, _darknet_depths),
+    'mmdet.models.backbones.csp_darknet.CSPDarknet': FAMILIES['csp'],
+    'mmdet.models.backbones.cspnext.CSPNeXt': FAMILIES['csp'],
+    'mmdet.models.backbones.darknet.Darknet': FAMILIES['darknet'],
     'mmdet.models.backbones.mobilenet_v2.MobileNetV2':
-    BackboneSpec(MOBILENET_V2, _mobilenet_v2_depths),
+    FAMILIES['mobilenet_v2'],
     'mmdet.models.backbones.efficientnet.EfficientNet':
-    BackboneSpec(EFFICIENTNET, _efficientnet_depths),
-    'mmdet.models.backbones.hrnet.HRNet':
-    BackboneSpec(HRNET, _hrnet_depths),
+    FAMILIES['efficientnet'],
+    'mmdet.models.backbones.hrnet.HRNet': FAMILIES['hrnet'],
     'mmdet.models.backbones.pvt.PyramidVisionTransformer':  # and V2
-    BackboneSpec(PVT, _pvt_depths),
-    'mmdet.models.backbones.hourglass.HourglassNet':
-    BackboneSpec(HOURGLASS, _hourglass_depths),
-    'mmdet.models.backbones.ssd_vgg.SSDVGG':
-    BackboneSpec(VGG, _vgg_depths),
+    FAMILIES['pvt'],
+    'mmdet.models.backbones.hourglass.HourglassNet': FAMILIES['hourglass'],
+    'mmdet.models.backbones.ssd_vgg.SSDVGG': FAMILIES['vgg'],
     # mmpretrain's (its RegNet subclasses its ResNet; ViTEVA02 its ViT).
     # Its Swin's get_layer_depth gives the same layer ids, but no stages.
     'mmpretrain.models.backbones.swin_transformer.SwinTransformer':
-    BackboneSpec(SWIN, _swin_depths),
+    FAMILIES['swin'],
     'mmpretrain.models.backbones.swin_transformer_v2.SwinTransformerV2':
-    BackboneSpec(SWIN_V2, _swin_depths),
-    'mmpretrain.models.backbones.tinyvit.TinyViT':
-    BackboneSpec(SWIN, _swin_depths),
+    FAMILIES['swin_v2'],
+    'mmpretrain.models.backbones.tinyvit.TinyViT': FAMILIES['swin'],
     # HiViT's own get_layer_depth looks for `layers.`, its blocks are
     # `blocks.`: it would leave every block at the head's lr.
-    'mmpretrain.models.backbones.hivit.HiViT':
-    BackboneSpec(HIVIT, _hivit_depths),
-    'mmpretrain.models.backbones.mvit.MViT':
-    BackboneSpec(MVIT, _mvit_depths),
+    'mmpretrain.models.backbones.hivit.HiViT': FAMILIES['hivit'],
+    'mmpretrain.models.backbones.mvit.MViT': FAMILIES['mvit'],
     'mmpretrain.models.backbones.efficientnet_v2.EfficientNetV2':
-    BackboneSpec(EFFICIENTNET, _efficientnet_depths),
-}
-
-#: What a config may name in ``paramwise_cfg.rules`` -> its depths reader.
-_BUILTIN_DEPTHS: Dict[str, Depths] = {
-    'convnext': _attr_depths('depths'),
-    'swin': _swin_depths,
-    'vit': _len_of('layers'),
-    'vit_blocks': _len_of('blocks'),
-    'resnet': _attr_depths('stage_blocks'),
-    'swin_v2': _swin_depths,
-    'hivit': _hivit_depths,
-    'mvit': _mvit_depths,
-    'csp': _stage_lengths('stage'),
-    'darknet': _darknet_depths,
-    'mobilenet_v2': _mobilenet_v2_depths,
-    'efficientnet': _efficientnet_depths,
-    'hrnet': _hrnet_depths,
-    'pvt': _pvt_depths,
-    'hourglass': _hourglass_depths,
-    'vgg': _vgg_depths,
+    FAMILIES['efficientnet'],
 }
 
 
@@ -277,12 +265,15 @@ class BlockNames(NamedTuple):
     num_stages: Optional[int] = None
 
 
+#: Swin V1 and V2 name their blocks alike.
+_SWIN_BLOCKS = BlockNames(r'stages\.(?P<stage>\d+)\.blocks\.(?P<block>\d+)\.')
+
 #: Family name (``BackboneRules.name``) -> how its names show blocks per
 #: stage, read when the backbone has no attribute to read them from.
 BLOCK_NAMES: Dict[str, BlockNames] = {
     'ConvNeXt': BlockNames(r'stages\.(?P<stage>\d+)\.(?P<block>\d+)\.', 0, 4),
-    'Swin': BlockNames(r'stages\.(?P<stage>\d+)\.blocks\.(?P<block>\d+)\.'),
-    'SwinV2': BlockNames(r'stages\.(?P<stage>\d+)\.blocks\.(?P<block>\d+)\.'),
+    'Swin': _SWIN_BLOCKS,
+    'SwinV2': _SWIN_BLOCKS,
     'ViT': BlockNames(r'layers\.(?P<block>\d+)\.'),
     'ViT (blocks.i)': BlockNames(r'blocks\.(?P<block>\d+)\.'),
     'ResNet': BlockNames(r'layer(?P<stage>\d+)\.(?P<block>\d+)\.', 1),
@@ -402,8 +393,8 @@ def spec_for(backbone: Any, rules: Union[None, str] = None) -> BackboneSpec:
             class without the ConvNeXt layout.
     """
     if isinstance(rules, str):
-        return BackboneSpec(BUILTIN_RULES[rules], _BUILTIN_DEPTHS[rules],
-                            f'config (paramwise_cfg.rules={rules!r})')
+        return FAMILIES[rules]._replace(
+            source=f'config (paramwise_cfg.rules={rules!r})')
     for cls in type(backbone).__mro__:
         spec = BACKBONES.get(class_path(cls))
         if spec is not None:
