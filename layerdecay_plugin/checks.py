@@ -70,13 +70,13 @@ def _with_ids(params: Sequence[BackboneParam], layer_id: Callable[[str], int]
     """``(name, numel, id)``; id None for a frozen name the rule rejects."""
     out = []
     for name, numel, trainable in params:
-        if trainable:
-            out.append((name, numel, layer_id(name)))
-            continue
         try:
-            out.append((name, numel, layer_id(name)))
+            layer: Optional[int] = layer_id(name)
         except Exception:  # noqa: BLE001 - frozen names are never grouped,
             # and rules (config regexes, registered ones) need only know
             # the trained ones
-            out.append((name, numel, None))
+            if trainable:
+                raise
+            layer = None
+        out.append((name, numel, layer))
     return out

@@ -73,7 +73,9 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                  optim_wrapper_cfg: dict,
                  paramwise_cfg: Optional[dict] = None):
         self.layer_decay: LayerDecayCfg = parse_paramwise_cfg(paramwise_cfg)
-        self._fsdp_shapes: Dict[int, Shape] = {}
+        # Set by __call__ for its add_params; None when add_params is
+        # called directly.
+        self._fsdp_shapes: Optional[Dict[int, Shape]] = None
         # Before the parent, which rejects a missing weight_decay with a
         # bare ValueError when a *_decay_mult is set.
         if isinstance(optim_wrapper_cfg, dict):
@@ -81,16 +83,14 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         super().__init__(optim_wrapper_cfg, paramwise_cfg)
 
     def __call__(self, model: nn.Module):
-        # The parent strips a wrapper before add_params; FSDP keeps the
-        # root unit's flat parameter on the wrapper itself.
-        check_not_flat(model.named_parameters())
-        # Shapes from every FSDP unit, the root included, whose wrapper the
-        # parent strips off before add_params.
-        self._fsdp_shapes = fsdp_original_shapes(model)
+        # Here, not in add_params: the parent strips the root FSDP wrapper
+        # before add_params, and the root unit keeps its flat parameter and
+        # the original shapes on that wrapper.
+        self._fsdp_shapes = _checked_fsdp_shapes(model)
         try:
             return super().__call__(model)
         finally:
-            self._fsdp_shapes = {}
+            self._fsdp_shapes = None
 
     def add_params(self,
                    params: List[dict],
@@ -107,13 +107,12 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             is_dcn_module: Unused, kept for the parent's signature.
         """
         cfg = self.layer_decay
-        check_not_flat(module.named_parameters())
-        backbone = self._backbone(module)
         # Names and shapes as in the unwrapped, unsharded model, so that
         # FSDP and ZeRO-3 get the same groups as a single process.
-        # From __call__ (all units, the root's too), or when add_params is
-        # called directly, from the units inside `module`.
-        fsdp_shapes = self._fsdp_shapes or fsdp_original_shapes(module)
+        fsdp_shapes = self._fsdp_shapes
+        if fsdp_shapes is None:  # called directly: the units in `module`
+            fsdp_shapes = _checked_fsdp_shapes(module)
+        backbone = self._backbone(module)
         all_params = [(clean_name(n), p) for n, p in module.named_parameters()]
         shapes = {n: original_shape(p, fsdp_shapes) for n, p in all_params}
         named = {n: p for n, p in all_params if p.requires_grad}
@@ -282,6 +281,13 @@ class _UnwrappingConstructor(DefaultOptimWrapperConstructor):
 
     def add_params(self, params, module, prefix='', is_dcn_module=None):
         super().add_params(params, unwrap(module), prefix, is_dcn_module)
+
+
+def _checked_fsdp_shapes(module: nn.Module) -> Dict[int, Shape]:
+    """Original shapes of FSDP's shard views in ``module``, after refusing
+    FSDP flat parameters (``use_orig_params=False``)."""
+    check_not_flat(module.named_parameters())
+    return fsdp_original_shapes(module)
 
 
 @contextmanager

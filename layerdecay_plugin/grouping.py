@@ -119,8 +119,8 @@ def plan_groups(params: Iterable[ParamInfo],
     Returns:
         list[GroupPlan]: Groups named as :func:`group_names` says.
     """
-    members: Dict[Tuple, List[str]] = {}
-    settings: Dict[Tuple, Tuple[int, Settings]] = {}
+    # key -> (layer id, settings, parameter names)
+    groups: Dict[Tuple, Tuple[int, Settings, List[str]]] = {}
     for param in params:
         layer_id = layer_id_of(param.name)
         setting = param_settings(
@@ -128,18 +128,17 @@ def plan_groups(params: Iterable[ParamInfo],
                                        no_decay_names), base_lr, base_wd)
         # repr: extra values may be unhashable (lists)
         key = (layer_id, ) + setting[:3] + (repr(setting.extra), )
-        if key not in members:
-            members[key] = []
-            settings[key] = (layer_id, setting)
-        members[key].append(param.name)
-    names = group_names(list(settings.values()), base_lr, base_wd)
+        if key not in groups:
+            groups[key] = (layer_id, setting, [])
+        groups[key][2].append(param.name)
+    names = group_names([(i, s) for i, s, _ in groups.values()], base_lr,
+                        base_wd)
     plans = []
-    for name, (key, (layer_id, setting)) in zip(names, settings.items()):
+    for name, (layer_id, setting, members) in zip(names, groups.values()):
         scale = layer_scale(decay_rate, num_layers, layer_id)
         plans.append(
             GroupPlan(name, layer_id, scale, scale * setting.lr,
-                      setting.weight_decay, members[key],
-                      dict(setting.extra)))
+                      setting.weight_decay, members, dict(setting.extra)))
     return plans
 
 
