@@ -25,8 +25,9 @@ fails while a file is stale)::
 import ast
 import json
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Tuple
 
 ROOT = Path(__file__).resolve().parents[1]
 # The toy models live in the light tier (tests/light/toys.py, `light.toys`).
@@ -64,6 +65,21 @@ def param_records(model) -> List[list]:
             for name, param in model.named_parameters()]
 
 
+@contextmanager
+def quiet_logger() -> Iterator[None]:
+    """mmengine's current logger at WARNING inside the block: the recording
+    needs no per-parameter lines or group tables."""
+    from mmengine.logging import MMLogger
+
+    logger = MMLogger.get_current_instance()
+    level = logger.level
+    logger.setLevel('WARNING')
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
 def mmdet_groups(model, paramwise_cfg: Mapping,
                  optimizer: Mapping) -> List[Dict[str, Any]]:
     """Groups mmdet's ``LearningRateDecayOptimizerConstructor`` builds.
@@ -77,18 +93,11 @@ def mmdet_groups(model, paramwise_cfg: Mapping,
         list[dict]: :func:`group_records` of the groups.
     """
     from mmdet.engine.optimizers import LearningRateDecayOptimizerConstructor
-    from mmengine.logging import MMLogger
 
-    # mmdet logs every parameter at INFO; keep the recording quiet.
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel('WARNING')
-    try:
+    with quiet_logger():  # mmdet logs every parameter at INFO
         wrapper = LearningRateDecayOptimizerConstructor(
             dict(type='OptimWrapper', optimizer=dict(optimizer)),
             dict(paramwise_cfg))(model)
-    finally:
-        logger.setLevel(level)
     return group_records(wrapper.optimizer.param_groups)
 
 
@@ -305,21 +314,10 @@ def our_groups(model, paramwise_cfg: Mapping,
         list[dict]: ``optimizer.param_groups``.
     """
     import layerdecay_plugin  # noqa: F401  (registers the constructor)
-    from mmengine.logging import MMLogger
-    from mmengine.optim import build_optim_wrapper
+    from light.toys import layer_decay_groups
 
-    logger = MMLogger.get_current_instance()
-    level = logger.level
-    logger.setLevel('WARNING')
-    try:
-        wrapper = build_optim_wrapper(
-            model,
-            dict(type='OptimWrapper',
-                 constructor='LayerDecayOptimWrapperConstructor',
-                 optimizer=dict(optimizer), paramwise_cfg=dict(paramwise_cfg)))
-    finally:
-        logger.setLevel(level)
-    return wrapper.optimizer.param_groups
+    with quiet_logger():
+        return layer_decay_groups(model, paramwise_cfg, optimizer)
 
 
 def group_rows(groups: List[Mapping[str, Any]], model) -> List[list]:

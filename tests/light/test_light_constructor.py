@@ -5,25 +5,20 @@ from typing import Dict
 
 import pytest
 import torch.nn as nn
-from mmengine.optim import build_optim_wrapper
 
 from layerdecay_plugin import (LayerDecayConfigError, register_backbone_rules,
                                vit_blocks_layer_id)
 from layerdecay_plugin.grouping import group_layer_id
-from light.toys import ToyConvNeXt, ToyDetector
+from light.toys import ToyConvNeXt, ToyDetector, layer_decay_groups
 
 BASE_LR, BASE_WD = 1e-3, 0.05
 
 
 def groups_of(model: nn.Module, **paramwise_cfg) -> list:
     """Param groups our registered constructor builds for ``model``."""
-    wrapper = build_optim_wrapper(
-        model,
-        dict(type='OptimWrapper',
-             constructor='LayerDecayOptimWrapperConstructor',
-             optimizer=dict(type='AdamW', lr=BASE_LR, weight_decay=BASE_WD),
-             paramwise_cfg=paramwise_cfg))
-    return wrapper.optimizer.param_groups
+    return layer_decay_groups(
+        model, paramwise_cfg,
+        dict(type='AdamW', lr=BASE_LR, weight_decay=BASE_WD))
 
 
 def ids_by_name(groups: list) -> Dict[str, int]:

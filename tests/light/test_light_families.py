@@ -17,14 +17,13 @@ from typing import Any, Dict, List, Mapping
 
 import pytest
 import torch.nn as nn
-from mmengine.optim import build_optim_wrapper
 
 import layerdecay_plugin  # noqa: F401  (registers the constructor)
 from layerdecay_plugin import LayerDecayConfigError
 from layerdecay_plugin.backbones import backbone_depths, spec_for
 from layerdecay_plugin.rules import BUILTIN_RULES
 from light.toys import ToyDetector, auto_model, backbone_from_shapes, \
-    shape_rows
+    layer_decay_groups, shape_rows
 
 GOLDEN = json.loads(
     (Path(__file__).parent / 'family_groups.json').read_text())
@@ -45,13 +44,7 @@ def rebuilt(family: str) -> nn.Module:
 
 def our_groups(model: nn.Module, paramwise_cfg: Mapping) -> List[Dict]:
     """Our constructor's groups, built as a config builds them."""
-    wrapper = build_optim_wrapper(
-        model,
-        dict(type='OptimWrapper',
-             constructor='LayerDecayOptimWrapperConstructor',
-             optimizer=dict(GOLDEN['optimizer']),
-             paramwise_cfg=dict(paramwise_cfg)))
-    return wrapper.optimizer.param_groups
+    return layer_decay_groups(model, paramwise_cfg, GOLDEN['optimizer'])
 
 
 def as_records(rows: List[list], model: nn.Module) -> List[Dict[str, Any]]:

@@ -7,10 +7,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Mapping
 
 import pytest
-from mmengine.optim import build_optim_wrapper
 
 import layerdecay_plugin  # noqa: F401  (registers the constructor)
-from light.toys import model_from_shapes, toy_models
+from light.toys import layer_decay_groups, model_from_shapes, toy_models
 
 GOLDEN = json.loads(
     (Path(__file__).parent / 'golden_groups.json').read_text())
@@ -24,13 +23,8 @@ def our_records(model, paramwise_cfg: Mapping,
     optimizer = dict(optimizer)
     if 'betas' in optimizer:  # JSON turned the tuple into a list
         optimizer['betas'] = tuple(optimizer['betas'])
-    wrapper = build_optim_wrapper(
-        model,
-        dict(type='OptimWrapper',
-             constructor='LayerDecayOptimWrapperConstructor',
-             optimizer=optimizer, paramwise_cfg=dict(paramwise_cfg)))
     return [{key: group[key] for key in KEYS}
-            for group in wrapper.optimizer.param_groups]
+            for group in layer_decay_groups(model, paramwise_cfg, optimizer)]
 
 
 def assert_same(golden: List[Mapping], ours: List[Mapping]) -> None:

@@ -13,6 +13,7 @@ from typing import (Any, Dict, Iterable, List, Mapping, NamedTuple,
 
 import torch
 import torch.nn as nn
+from mmengine.optim import build_optim_wrapper
 
 #: (name, shape, requires_grad) of one parameter.
 ParamShape = Tuple[str, Sequence[int], bool]
@@ -259,3 +260,25 @@ def auto_model() -> nn.Module:
     """The detector whose ``rules='auto'`` groups are recorded: a runnable
     :class:`ToyViT` (auto rules run the backbone once)."""
     return ToyDetector(ToyViT(), width=8)
+
+
+def layer_decay_groups(model: nn.Module, paramwise_cfg: Mapping,
+                       optimizer: Mapping) -> List[dict]:
+    """The param groups our constructor builds for ``model``, through
+    mmengine's ``build_optim_wrapper`` as a config builds them (the plugin
+    must be imported, which registers the constructor).
+
+    Args:
+        model: The model.
+        paramwise_cfg: The layer-decay settings.
+        optimizer: The optimizer config.
+
+    Returns:
+        list[dict]: ``optimizer.param_groups``.
+    """
+    wrapper = build_optim_wrapper(
+        model,
+        dict(type='OptimWrapper',
+             constructor='LayerDecayOptimWrapperConstructor',
+             optimizer=dict(optimizer), paramwise_cfg=dict(paramwise_cfg)))
+    return wrapper.optimizer.param_groups
