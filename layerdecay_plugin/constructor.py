@@ -21,8 +21,8 @@ from .grouping import GroupPlan, ParamInfo, plan_groups
 from .messages import check_custom_keys
 from .report import GroupRow, format_extra, log_group_table
 from .rules import AutoRules, BackboneRules, layer_scale
-from .sharding import (Shape, check_not_flat, clean_name,
-                       fsdp_original_shapes, numel, original_shape, unwrap)
+from .sharding import (Shape, checked_fsdp_shapes, clean_name, numel,
+                       original_shape, unwrap)
 
 
 # Registered in mmengine's root registry: mmdet's, mmseg's and mmpretrain's
@@ -86,7 +86,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         # Here, not in add_params: the parent strips the root FSDP wrapper
         # before add_params, and the root unit keeps its flat parameter and
         # the original shapes on that wrapper.
-        self._fsdp_shapes = _checked_fsdp_shapes(model)
+        self._fsdp_shapes = checked_fsdp_shapes(model)
         try:
             return super().__call__(model)
         finally:
@@ -111,7 +111,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         # FSDP and ZeRO-3 get the same groups as a single process.
         fsdp_shapes = self._fsdp_shapes
         if fsdp_shapes is None:  # called directly: the units in `module`
-            fsdp_shapes = _checked_fsdp_shapes(module)
+            fsdp_shapes = checked_fsdp_shapes(module)
         backbone = self._backbone(module)
         all_params = [(clean_name(n), p) for n, p in module.named_parameters()]
         shapes = {n: original_shape(p, fsdp_shapes) for n, p in all_params}
@@ -281,13 +281,6 @@ class _UnwrappingConstructor(DefaultOptimWrapperConstructor):
 
     def add_params(self, params, module, prefix='', is_dcn_module=None):
         super().add_params(params, unwrap(module), prefix, is_dcn_module)
-
-
-def _checked_fsdp_shapes(module: nn.Module) -> Dict[int, Shape]:
-    """Original shapes of FSDP's shard views in ``module``, after refusing
-    FSDP flat parameters (``use_orig_params=False``)."""
-    check_not_flat(module.named_parameters())
-    return fsdp_original_shapes(module)
 
 
 @contextmanager

@@ -19,7 +19,7 @@ The functions here recover the originals without communication, so every
 rank computes the same groups.
 """
 import math
-from typing import Dict, Iterable, Tuple
+from typing import Dict, Iterable, List, Tuple
 
 import torch.nn as nn
 
@@ -70,7 +70,7 @@ def check_not_flat(named: Iterable[Tuple[str, nn.Parameter]]) -> None:
         LayerDecayConfigError: If any parameter is an FSDP ``FlatParameter``.
     """
     for name, param in named:
-        if getattr(param, '_is_flat_param', False):
+        if _is_flat_param(param):
             raise LayerDecayConfigError(
                 f'parameter {name!r} is an FSDP flat parameter: the model '
                 'is wrapped with use_orig_params=False, which merges the '
@@ -79,6 +79,27 @@ def check_not_flat(named: Iterable[Tuple[str, nn.Parameter]]) -> None:
                 'use_orig_params=True; add it to the strategy, e.g. '
                 "strategy=dict(type='FSDPStrategy', model_wrapper=dict("
                 "type='MMFullyShardedDataParallel', use_orig_params=True)).")
+
+
+def _is_flat_param(param: nn.Parameter) -> bool:
+    # torch >= 2.1 flags FlatParameters with `_is_flat_param`; torch 2.0's
+    # are instances of a class of that name, without the flag.
+    return bool(getattr(param, '_is_flat_param', False)) or \
+        type(param).__name__ == 'FlatParameter'
+
+
+def _flat_params(module: nn.Module) -> List[object]:
+    """The flat parameters of an FSDP unit (none for other modules): torch
+    >= 2.1 keeps the unit's handle in ``_handle``, torch 2.0 a list in
+    ``_handles``, both plain instance attributes."""
+    # vars(), not getattr: nn.Module.__getattr__ raises (slowly) for every
+    # module that is not a unit, i.e. nearly all of them.
+    attrs = vars(module)
+    handle = attrs.get('_handle')
+    handles = [handle] if handle is not None else \
+        list(attrs.get('_handles') or ())
+    return [flat for flat in (getattr(h, 'flat_param', None) for h in handles)
+            if flat is not None]
 
 
 def fsdp_original_shapes(module: nn.Module) -> Dict[int, Shape]:
@@ -100,27 +121,45 @@ def fsdp_original_shapes(module: nn.Module) -> Dict[int, Shape]:
     """
     shapes: Dict[int, Shape] = {}
     for submodule in module.modules():
-        flat = getattr(getattr(submodule, '_handle', None), 'flat_param',
-                       None)
-        if flat is None:  # not an FSDP unit
-            continue
-        # use_orig_params=False (no `_params`) is refused before this, by
-        # check_not_flat.
-        params = getattr(flat, '_params', None)
-        originals = getattr(flat, '_shapes', None)
-        if params is None or originals is None:
-            raise LayerDecayConfigError(
-                f'FSDP unit {type(submodule).__name__} keeps no original '
-                'parameters and shapes on its flat parameter (_params, '
-                '_shapes), where torch 2.x FSDP with use_orig_params=True '
-                'keeps them: layer decay cannot tell a weight from a 1-D '
-                'shard view. Use use_orig_params=True with a torch version '
-                'that keeps them, or train without FSDP.')
-        # `_params` and `_shapes` both skip FSDP's alignment padding; a shared
-        # parameter is the same object as its first occurrence.
-        for param, shape in zip(params, originals):
-            shapes[id(param)] = tuple(shape)
+        for flat in _flat_params(submodule):
+            # use_orig_params=False (no `_params`) is refused before this,
+            # by check_not_flat.
+            params = getattr(flat, '_params', None)
+            originals = getattr(flat, '_shapes', None)
+            if params is None or originals is None:
+                raise LayerDecayConfigError(
+                    f'FSDP unit {type(submodule).__name__} keeps no original '
+                    'parameters and shapes on its flat parameter (_params, '
+                    '_shapes), where torch 2.x FSDP with use_orig_params='
+                    'True keeps them: layer decay cannot tell a weight from '
+                    'a 1-D shard view. Use use_orig_params=True with a torch '
+                    'version that keeps them, or train without FSDP.')
+            # `_params` and `_shapes` both skip FSDP's alignment padding; a
+            # shared parameter is the same object as its first occurrence.
+            for param, shape in zip(params, originals):
+                shapes[id(param)] = tuple(shape)
     return shapes
+
+
+def checked_fsdp_shapes(module: nn.Module) -> Dict[int, Shape]:
+    """:func:`check_not_flat`, then :func:`fsdp_original_shapes`, on a model.
+
+    Flat parameters live only in FSDP units, so a model without any (the
+    usual, unsharded case) costs one walk over its modules and nothing else.
+
+    Args:
+        module: The model, or any module containing the FSDP units.
+
+    Returns:
+        dict: ``id(parameter) -> original shape``; empty without FSDP.
+
+    Raises:
+        LayerDecayConfigError: As the two functions do.
+    """
+    if not any(_flat_params(m) for m in module.modules()):
+        return {}
+    check_not_flat(module.named_parameters())
+    return fsdp_original_shapes(module)
 
 
 def original_shape(param: nn.Parameter, fsdp_shapes: Dict[int,

@@ -55,6 +55,29 @@ def test_fsdp_unit_without_original_shapes_is_an_error():
     assert fsdp_original_shapes(nn.Sequential(nn.Linear(2, 2))) == {}
 
 
+def test_torch_2_0_fsdp_units_give_their_original_shapes():
+    # torch 2.0 keeps a unit's handles in a list, `_handles` (2.1+:
+    # `_handle`); missing it would leave every weight a 1-D shard view.
+    param = nn.Parameter(torch.empty(3))
+    unit = nn.Linear(2, 2)
+    unit._handles = [types.SimpleNamespace(flat_param=types.SimpleNamespace(
+        _params=[param], _shapes=[torch.Size([4, 3])]))]
+    assert fsdp_original_shapes(nn.Sequential(unit)) == {id(param): (4, 3)}
+    unit._handles[0].flat_param = types.SimpleNamespace()
+    with pytest.raises(LayerDecayConfigError, match='use_orig_params=True'):
+        fsdp_original_shapes(nn.Sequential(unit))
+
+
+def test_torch_2_0_flat_parameter_is_refused():
+    # torch 2.0's FlatParameter is a class of that name, with no
+    # `_is_flat_param` flag.
+    FlatParameter = type('FlatParameter', (nn.Parameter, ), {})
+    flat = FlatParameter(torch.zeros(10))
+    with pytest.raises(LayerDecayConfigError, match='use_orig_params=True'):
+        check_not_flat([('_fsdp_wrapped_module._flat_param', flat)])
+    check_not_flat([('weight', nn.Parameter(torch.zeros(2)))])
+
+
 def test_flat_parameter_is_refused_with_the_fix():
     flat = nn.Parameter(torch.zeros(10))
     flat._is_flat_param = True  # what FSDP's FlatParameter carries
