@@ -15,7 +15,13 @@ from .rules import (BUILTIN_RULES, DECAY_TYPES, NO_DECAY_NAMES,
                     parse_auto_rules)
 
 LAYER_DECAY_KEYS = ('decay_rate', 'decay_type', 'num_layers', 'backbone_attr',
-                    'rules', 'no_decay_names')
+                    'rules', 'no_decay_names', 'resume_mismatch')
+
+#: What a resumed checkpoint whose groups differ from the config's does (see
+#: :mod:`layerdecay_plugin.resume`): ``'error'`` (default) raises,
+#: ``'keep_checkpoint'`` loads the checkpoint's values after one warning.
+RESUME_MISMATCH_KEY = 'resume_mismatch'
+RESUME_MISMATCH_MODES = ('error', 'keep_checkpoint')
 
 #: mmengine ``DefaultOptimWrapperConstructor`` options, composed with layer
 #: decay (see the constructor).
@@ -41,6 +47,8 @@ class LayerDecayCfg(NamedTuple):
             pick rules by the backbone's class.
         no_decay_names: Last name components that get no weight decay.
         mmengine: The mmengine paramwise options given, to compose with.
+        resume_mismatch: ``'error'`` or ``'keep_checkpoint'``: what loading
+            an optimizer state whose groups differ from these does.
     """
     decay_rate: float
     decay_type: str
@@ -49,6 +57,7 @@ class LayerDecayCfg(NamedTuple):
     rules: Union[None, str, Dict[str, List[Matcher]]] = None
     no_decay_names: Tuple[str, ...] = NO_DECAY_NAMES
     mmengine: Mapping[str, Any] = {}
+    resume_mismatch: str = 'error'
 
 
 def _is_real(value: Any) -> bool:
@@ -119,7 +128,19 @@ def parse_paramwise_cfg(cfg: Optional[Mapping]) -> LayerDecayCfg:
         _backbone_attr(cfg.get('backbone_attr', 'backbone')),
         _rules(cfg.get('rules'), decay_type),
         _no_decay_names(cfg.get('no_decay_names', NO_DECAY_NAMES)),
-        _mmengine_options(cfg))
+        _mmengine_options(cfg),
+        _resume_mismatch(cfg.get(RESUME_MISMATCH_KEY, 'error')))
+
+
+def _resume_mismatch(value: Any) -> str:
+    if value not in RESUME_MISMATCH_MODES:
+        raise LayerDecayConfigError(
+            f'paramwise_cfg.{RESUME_MISMATCH_KEY}={value!r} is invalid: use '
+            "'error' (the default: resuming a checkpoint whose layer-decay "
+            "groups differ from this config's is an error) or "
+            "'keep_checkpoint' (resume with the checkpoint's lr_scale, lr "
+            'and weight decay, after one warning).')
+    return value
 
 
 def check_optimizer_cfg(optimizer: Any) -> None:

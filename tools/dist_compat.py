@@ -16,6 +16,13 @@ Any machine (torch >= 2.1):
 - DeepSpeed 0.19.8: mmengine's ``DeepSpeedStrategy`` registers
   ``deepspeed.runtime.fp16.onebit`` optimizers, a module DeepSpeed 0.19.7
   removed, so its constructor fails. :func:`patch_deepspeed` guards it.
+- DeepSpeed ZeRO-1/2 resumes its own checkpoint format and checks its flat
+  buffers' layout before it loads the optimizer state into the optimizer
+  our constructor built, so a layer-decay config that changed the groups
+  stops with DeepSpeed's "parameter-alignment layout does not match"
+  instead of the plugin's error that names the change.
+  :func:`patch_deepspeed` runs the plugin's check first
+  (``layerdecay_plugin.resume.check_load``; see docs/resume.md).
 
 Machines without GPU only:
 
@@ -111,6 +118,33 @@ def patch_deepspeed() -> None:
 
     guarded._guarded = True
     mm_deepspeed.register_deepspeed_optimizers = guarded
+    check_zero_resume()
+
+
+def check_zero_resume() -> None:
+    """Check a ZeRO-1/2 checkpoint's layer-decay groups before DeepSpeed's
+    own layout checks (the ZeRO-3 optimizer loads the state into our
+    optimizer first, which checks it itself)."""
+    from deepspeed.checkpoint.constants import BASE_OPTIMIZER_STATE
+    from deepspeed.runtime.zero.stage_1_and_2 import DeepSpeedZeroOptimizer
+
+    from layerdecay_plugin.resume import check_load
+
+    load = DeepSpeedZeroOptimizer.load_state_dict
+    if getattr(load, '_checks_layer_decay', False):
+        return
+
+    def load_state_dict(self, state_dict_list, *args, **kwargs):
+        # One state per data-parallel rank, the same groups in each; an
+        # elastic checkpoint keeps no groups (a list), so nothing to check.
+        base = state_dict_list[0].get(BASE_OPTIMIZER_STATE) \
+            if state_dict_list else None
+        if isinstance(base, dict):
+            check_load(self.optimizer, base)
+        return load(self, state_dict_list, *args, **kwargs)
+
+    load_state_dict._checks_layer_decay = True
+    DeepSpeedZeroOptimizer.load_state_dict = load_state_dict
 
 
 def patch_zero_checkpoint() -> None:
