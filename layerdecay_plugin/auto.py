@@ -4,23 +4,32 @@ For a backbone no rule knows. The backbone runs once on a dummy input (in
 eval mode, without gradients, its train/eval flags restored afterwards, so
 BatchNorm statistics and the random state are untouched), forward pre-hooks
 recording the order in which parameter-owning modules first run. Blocks
-are found from the module tree, not from names:
+are found from the module tree, not from names
+(:func:`layerdecay_plugin.rules.auto.find_blocks`):
 
-- a block is an element of an ``nn.Sequential``/``nn.ModuleList`` that
-  holds three or more parameter-owning modules (a residual or transformer
-  block, not a conv + norm pair); an element that is itself a plain
-  container counts only when its class repeats among its siblings;
+- a block is a module whose class repeats among its siblings, wherever
+  they are kept: an ``nn.Sequential``, ``nn.ModuleList``, ``nn.ModuleDict``
+  or plain attributes (RegNet's ``s3.b1``, ``s3.b2``); so are other modules
+  of its class (RegNet's ``s1.b1``, its stage's only block) and lone ones
+  where blocks sit (EfficientNet's ``blocks.0.0``); attributes repeated
+  inside a numbered element are its parts (MaxViT's ``attn_block`` and
+  ``attn_grid``), the element is the block;
 - only the innermost count: Swin's ``stages.i.blocks.j``, not
   ``stages.i``; ResNet's ``layer{i}.j``, not ``layer{i}``;
-- a backbone without any block gets one block per parameter-owning
-  module (a VGG's convolutions).
+- blocks of three or more parameter-owning modules (residual, transformer
+  blocks) win; repeated pairs (conv + norm) are blocks only in a backbone
+  without such, elsewhere they are parts of blocks (timm's ``ConvNormAct``)
+  or transitions (ConvNeXt's downsample layers);
+- a backbone without any repeated structure gets one block per
+  parameter-owning module (a VGG's convolutions).
 
 :func:`layerdecay_plugin.rules.auto.ids_from_order` turns the recorded
 order into ids (stem 0, blocks 1, 2, ... in the order they run, everything
-else with the next block to run). Cost: one forward pass at the dummy
-input's size plus a hook per module, paid once when the optimizer is
-built (at 224 px on one CPU thread: 0.3 s for a ResNet-50 or Swin-T, 0.6 s
-for a ConvNeXt-B); the time is logged.
+else with the next block to run). The log says how many blocks it found
+and where. Cost: one forward pass at the dummy input's size plus a hook
+per module, paid once when the optimizer is built (at 224 px on one CPU
+thread: 0.3 s for a ResNet-50 or Swin-T, 0.6 s for a ConvNeXt-B); the time
+is logged.
 """
 import time
 from contextlib import contextmanager
@@ -33,57 +42,54 @@ from mmengine.logging import print_log
 from .backbones import BackboneSpec, class_path
 from .errors import LayerDecayConfigError
 from .rules import AutoRules, BackboneRules, ids_from_order
-
-#: Fewest parameter-owning modules a repeated child needs to be a block.
-MIN_BLOCK_MODULES = 3
+from .rules import auto as auto_rules
 
 
 def _owned(module: nn.Module) -> List[str]:
     return [name for name, _ in module.named_parameters(recurse=False)]
 
 
-def _owner_count(module: nn.Module) -> int:
-    return sum(1 for m in module.modules() if _owned(m))
+def module_nodes(backbone: nn.Module) -> Dict[str, auto_rules.ModuleNode]:
+    """The backbone's module tree as :func:`find_blocks` reads it.
 
+    Args:
+        backbone: The backbone.
 
-def _is_container(module: nn.Module) -> bool:
-    return isinstance(module, (nn.Sequential, nn.ModuleList))
-
-
-def _block_children(container: nn.Module) -> List[str]:
-    """Elements of a container that may be blocks: heavy ones (with
-    ``MIN_BLOCK_MODULES`` parameter owners or more) that are modules of
-    their own, or containers whose class repeats among the heavy ones."""
-    heavy = [(name, child) for name, child in container.named_children()
-             if _owner_count(child) >= MIN_BLOCK_MODULES]
-    classes = [type(child) for _, child in heavy]
-    return [name for name, child in heavy
-            if not _is_container(child) or classes.count(type(child)) >= 2]
+    Returns:
+        dict: Module name (relative, ``''`` for the backbone) ->
+        :class:`~layerdecay_plugin.rules.auto.ModuleNode`, in module order.
+    """
+    containers = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+    modules = dict(backbone.named_modules())
+    nodes = {}
+    for name, module in modules.items():
+        # ModuleList/ModuleDict never run, so they have no place in the
+        # forward order; a Sequential that only chains its children is
+        # like another only next to it (a stage, a conv + norm pair, ...).
+        kind = None if isinstance(module, (nn.ModuleList, nn.ModuleDict)) \
+            else class_path(type(module))
+        generic = isinstance(module, nn.Sequential) and \
+            type(module).forward is nn.Sequential.forward
+        owners = sum(1 for m in module.modules() if _owned(m))
+        # Numbered: timm's feature extractors are ModuleDicts of stages.
+        parent, _, last = name.rpartition('.')
+        element = last.isdigit() and isinstance(modules[parent], containers)
+        nodes[name] = auto_rules.ModuleNode(kind, owners, generic, element)
+    return nodes
 
 
 def find_blocks(backbone: nn.Module) -> List[str]:
-    """Module names of the backbone's blocks (see the module docstring).
+    """Module names of the backbone's blocks (see
+    :func:`layerdecay_plugin.rules.auto.find_blocks`).
 
     Args:
         backbone: The backbone.
 
     Returns:
         list[str]: Block module names relative to the backbone, innermost
-        blocks only; empty when it has none.
+        blocks only, in module order; empty when it has none.
     """
-
-    def blocks_in(module: nn.Module, prefix: str) -> List[str]:
-        inner = {
-            name: blocks_in(child, f'{prefix}{name}.')
-            for name, child in module.named_children()
-        }
-        found = [block for blocks in inner.values() for block in blocks]
-        if _is_container(module):
-            found += [f'{prefix}{name}' for name in _block_children(module)
-                      if not inner[name]]
-        return found
-
-    return blocks_in(backbone, '')
+    return auto_rules.find_blocks(module_nodes(backbone))
 
 
 @contextmanager
@@ -184,17 +190,10 @@ def _enclosing(name: str, blocks: set) -> Optional[str]:
     return None
 
 
-def auto_layer_ids(backbone: nn.Module,
-                   input_shape: Tuple[int, ...]) -> Dict[str, int]:
-    """Layer id of every backbone parameter whose module runs.
-
-    Args:
-        backbone: The backbone.
-        input_shape: Shape of the dummy input.
-
-    Returns:
-        dict: Parameter name relative to the backbone -> id.
-    """
+def _ids_and_blocks(backbone: nn.Module, input_shape: Tuple[int, ...]
+                    ) -> Tuple[Dict[str, int], List[str]]:
+    """Layer ids (see :func:`auto_layer_ids`) and the blocks that ran, in
+    the order they ran."""
     calls = first_calls(backbone, input_shape)
     blocks = set(find_blocks(backbone))
     # A block starts when its first module runs (a ModuleList of blocks
@@ -212,9 +211,35 @@ def auto_layer_ids(backbone: nn.Module,
         if names and when is not None:
             owners.setdefault(key, ([], block is not None, when))[0].extend(
                 names)
-    ordered = sorted(owners.values(), key=lambda owner: owner[2])
-    return ids_from_order([(names, is_block)
-                           for names, is_block, _ in ordered])
+    ordered = sorted(owners.items(), key=lambda item: item[1][2])
+    ids = ids_from_order([(names, is_block)
+                          for _, (names, is_block, _) in ordered])
+    return ids, [key for key, (_, is_block, _) in ordered if is_block]
+
+
+def auto_layer_ids(backbone: nn.Module,
+                   input_shape: Tuple[int, ...]) -> Dict[str, int]:
+    """Layer id of every backbone parameter whose module runs.
+
+    Args:
+        backbone: The backbone.
+        input_shape: Shape of the dummy input.
+
+    Returns:
+        dict: Parameter name relative to the backbone -> id.
+    """
+    return _ids_and_blocks(backbone, input_shape)[0]
+
+
+def _found(backbone: nn.Module, blocks: List[str]) -> str:
+    """'13 blocks (Bottleneck) at s1.b1, s2.b1, s3.b1..b4, s4.b1..b7'."""
+    if not blocks:
+        return ('no repeated blocks (one id per parameter-owning module, '
+                'the backbone has no repeated structure)')
+    modules = dict(backbone.named_modules())
+    kinds = list(dict.fromkeys(type(modules[b]).__name__ for b in blocks))
+    return (f'{len(blocks)} blocks ({", ".join(kinds)}) at '
+            f'{auto_rules.describe_blocks(blocks)}')
 
 
 def auto_spec(backbone: nn.Module, cfg: AutoRules) -> BackboneSpec:
@@ -232,18 +257,21 @@ def auto_spec(backbone: nn.Module, cfg: AutoRules) -> BackboneSpec:
         LayerDecayConfigError: If the dummy forward pass fails.
     """
     start = time.perf_counter()
-    ids = auto_layer_ids(backbone, cfg.input_shape)
+    ids, blocks = _ids_and_blocks(backbone, cfg.input_shape)
     last = max(ids.values(), default=1)
     print_log(
-        f"layer decay: rules='auto' ran {class_path(type(backbone))} once "
-        f'on a dummy input {tuple(cfg.input_shape)} in '
-        f'{time.perf_counter() - start:.2f} s: {last + 1} layer ids '
-        f'(0..{last}) for {len(ids)} parameters', logger='current')
+        f"layer decay: rules='auto' found {_found(backbone, blocks)}; "
+        f'{last + 1} layer ids (0..{last}) for {len(ids)} parameters, from '
+        f'one run of {class_path(type(backbone))} on a dummy input '
+        f'{tuple(cfg.input_shape)} in {time.perf_counter() - start:.2f} s',
+        logger='current')
 
     def rule(name: str, num_layers: int, depths=()) -> int:
         return ids.get(name, num_layers + 1)
 
-    rules = BackboneRules('auto (forward order)', {'layer_wise': rule},
+    name = f'auto ({len(blocks)} blocks)' if blocks else \
+        'auto (one id per module)'
+    rules = BackboneRules(name, {'layer_wise': rule},
                           lambda depths, decay_type: max(last, 1))
     return BackboneSpec(
         rules, lambda b: [],

@@ -1,9 +1,11 @@
-"""The torch-free half of ``rules='auto'``: its config value and how blocks
-recorded in forward order become layer ids.
+"""The torch-free half of ``rules='auto'``: its config value, which modules
+are blocks, and how blocks recorded in forward order become layer ids.
 
-``layerdecay_plugin.auto`` runs the backbone once on a dummy input, finds its
-blocks and records the order in which parameter-owning modules first run;
-:func:`ids_from_order` turns that order into ids:
+``layerdecay_plugin.auto`` describes the backbone's module tree to
+:func:`find_blocks` (see there: repeated siblings of one class, the
+innermost ones), runs the backbone once on a dummy input and records the
+order in which parameter-owning modules first run; :func:`ids_from_order`
+turns that order into ids:
 
 - everything that runs before the first block is the stem: id 0;
 - blocks get consecutive ids in the order they first run (from 1 after a
@@ -18,7 +20,7 @@ Ids therefore never decrease along the forward pass.
 # typing's generics, not collections.abc's: those are subscriptable only
 # from Python 3.9, and the package supports 3.8.
 from typing import (Any, Dict, List, Mapping, NamedTuple, Optional, Sequence,
-                    Tuple)
+                    Set, Tuple)
 
 from ..errors import LayerDecayConfigError
 
@@ -122,3 +124,126 @@ def ids_from_order(
         layer = 0 if index < first else following
         ids.update((name, layer) for name in names)
     return ids
+
+
+#: Parameter-owning modules a repeated module needs to be a block (a
+#: residual or transformer block); repeated pairs (a conv + norm) are
+#: blocks only in a backbone without any bigger one, elsewhere they are the
+#: parts of blocks (timm's ``ConvNormAct``) or transitions (a downsample).
+BLOCK_MODULES = 3
+PAIR_MODULES = 2
+
+
+class ModuleNode(NamedTuple):
+    """What :func:`find_blocks` needs to know of one module.
+
+    Attributes:
+        kind: Its class path; None for a container that never runs itself
+            (``nn.ModuleList``, ``nn.ModuleDict``) and so is never a block.
+        owners: Parameter-owning modules in its subtree, itself included.
+        generic: A plain container class (``nn.Sequential``): one of them
+            is like another only among siblings.
+        element: A numbered element of a container (``nn.Sequential``,
+            ``nn.ModuleList``, ``nn.ModuleDict``), not a named attribute.
+    """
+    kind: Optional[str]
+    owners: int
+    generic: bool = False
+    element: bool = False
+
+
+def _parent(name: str) -> str:
+    return name.rpartition('.')[0]
+
+
+def _repeated(modules: Mapping[str, ModuleNode], min_owners: int) -> Set[str]:
+    """Modules of ``min_owners`` or more owners that repeat, and their kin.
+
+    Repeated: a sibling is of the same kind, except for attributes of a
+    numbered element of a container: those are its parts (a MaxViT block's
+    ``attn_block`` and ``attn_grid``, a GhostNet bottleneck's ``ghost1``
+    and ``ghost2``), the element is the block. Kin: the other modules of such
+    a class (RegNet's ``s1.b1``, its stage's only ``Bottleneck``), and the
+    other heavy children of a parent of repeated modules or of a module
+    like that parent next to it (EfficientNet's ``blocks.0.0``, the only
+    block of its ``Sequential``, of a class no other block has).
+    """
+    heavy = {name: node for name, node in modules.items()
+             if name and node.kind is not None and node.owners >= min_owners}
+    siblings: Dict[Tuple[str, Optional[str]], List[str]] = {}
+    for name, node in heavy.items():
+        siblings.setdefault((_parent(name), node.kind), []).append(name)
+    repeated = {name for (parent, _), names in siblings.items()
+                if len(names) > 1 and (heavy[names[0]].element
+                                       or not modules[parent].element)
+                for name in names}
+    kinds = {heavy[name].kind for name in repeated
+             if not heavy[name].generic}
+    holders = {_parent(name) for name in repeated}
+    # Two ModuleLists of one parent are not alike (ConvNeXt's
+    # downsample_layers and stages).
+    like = {(_parent(name), modules[name].kind) for name in holders
+            if name and modules[name].kind is not None}
+    holders |= {name for name, node in modules.items()
+                if name and (_parent(name), node.kind) in like}
+    return repeated | {name for name, node in heavy.items()
+                       if node.kind in kinds or _parent(name) in holders}
+
+
+def find_blocks(modules: Mapping[str, ModuleNode]) -> List[str]:
+    """A backbone's blocks: its innermost repeated modules.
+
+    A module is repeated when a sibling (another child of its parent: in a
+    ``Sequential``, ``ModuleList``, ``ModuleDict``, or a plain attribute
+    like RegNet's ``b1``, ``b2``) is of the same kind; its kin count too
+    (see :func:`_repeated`). Only the innermost count: a Swin's
+    ``stages.i.blocks.j``, not ``stages.i``; a RegNet's ``s{i}.b{j}``, not
+    its stages nor their conv + norm pairs. Modules of three or more
+    parameter owners win; pairs (conv + norm) count only when there are no
+    such. None: the backbone has no repeated structure.
+
+    Args:
+        modules: Every module by name relative to the backbone (``''``
+            for the backbone), in the backbone's module order.
+
+    Returns:
+        list[str]: The blocks' names, in module order.
+    """
+    for min_owners in (BLOCK_MODULES, PAIR_MODULES):
+        repeated = _repeated(modules, min_owners)
+        outer = set()
+        for name in repeated:
+            while name:
+                name = _parent(name)
+                outer.add(name)
+        blocks = [name for name in modules
+                  if name in repeated and name not in outer]
+        if blocks:
+            return blocks
+    return []
+
+
+def describe_blocks(blocks: Sequence[str], most: int = 6) -> str:
+    """Where blocks are, in one short line: siblings as a range.
+
+    Args:
+        blocks: Block names, in forward order.
+        most: Runs of siblings shown before the rest is elided.
+
+    Returns:
+        str: E.g. ``'s1.b1, s2.b1, s3.b1..b4, s4.b1..b7'``.
+    """
+    runs: List[Tuple[str, List[str]]] = []
+    for name in blocks:
+        parent, _, leaf = name.rpartition('.')
+        if runs and runs[-1][0] == parent:
+            runs[-1][1].append(leaf)
+        else:
+            runs.append((parent, [leaf]))
+    shown = [(f'{parent}.' if parent else '')
+             + (leaves[0] if len(leaves) == 1 else
+                f'{leaves[0]}..{leaves[-1]}')
+             for parent, leaves in runs]
+    if len(shown) > most:
+        shown = shown[:most - 1] + ['...', shown[-1]]
+    return ', '.join(shown)
