@@ -4,11 +4,14 @@ Backbones are matched by class, walking the MRO, so subclasses of a supported
 backbone (ResNeXt of ResNet, ...) inherit its rules. Classes are named by
 their import path, so nothing here imports mmdet or mmpretrain. A backbone of
 no known class that implements mmpretrain's ``get_layer_depth(param_name,
-prefix)`` is served through that method.
+prefix)`` is served through that method. timm models (used directly, as a
+``features_only`` wrapper or in mmpretrain's ``TIMMBackbone``) get ids from
+their own ``group_matcher`` (``layerdecay_plugin.timm_spec``, imported only
+for them).
 """
 import re
 from typing import (Any, Callable, Dict, Iterable, List, NamedTuple, Optional,
-                    Sequence, Union)
+                    Sequence, Tuple, Union)
 
 from .errors import LayerDecayConfigError
 from .rules import (BUILTIN_RULES, CONVNEXT, BackboneRules, IdRule,
@@ -154,10 +157,9 @@ BACKBONES: Dict[str, BackboneSpec] = {
     FAMILIES['vit'],
     'mmdet.models.backbones.resnet.ResNet': FAMILIES['resnet'],
     'mmpretrain.models.backbones.resnet.ResNet': FAMILIES['resnet'],
-    # ViTDet's ViT (mmdet projects) and timm's use `blocks.i`.
+    # ViTDet's ViT (mmdet projects) uses `blocks.i`. timm's models (its
+    # VisionTransformer too) get their own group_matcher: see timm_spec.
     'projects.ViTDet.vitdet.vit.ViT': FAMILIES['vit_blocks'],
-    'timm.models.vision_transformer.VisionTransformer':
-    FAMILIES['vit_blocks'],
     # mmdet's other backbones (its ResNet subclasses ResNetV1d, ResNeXt,
     # Res2Net, ResNeSt, DetectoRS_*, TridentResNet and RegNet get ResNet's).
     'mmdet.models.backbones.csp_darknet.CSPDarknet': FAMILIES['csp'],
@@ -225,6 +227,27 @@ def register_backbone_rules(backbone_cls: Union[type, str],
         or _attr_depths('depths'))
 
 
+def likely_backbone(modules: Iterable[Tuple[str, type]]) -> Optional[str]:
+    """The module that most looks like a model's backbone, for the error of
+    a wrong ``backbone_attr``: the shallowest one named like a backbone
+    (``img_backbone``, ``detector.backbone``), else the shallowest of a
+    class with rules.
+
+    Args:
+        modules: ``(name, class)`` of every module of the model.
+
+    Returns:
+        str | None: Its name in the model, or None.
+    """
+    candidates = []
+    for path, cls in modules:
+        named = 'backbone' in path.rsplit('.', 1)[-1].lower()
+        known = any(class_path(c) in BACKBONES for c in cls.__mro__)
+        if path and (named or known):
+            candidates.append((not named, path.count('.'), path))
+    return min(candidates)[2] if candidates else None
+
+
 def _layer_depth_spec(backbone: Any) -> BackboneSpec:
     """Rules from mmpretrain's ``get_layer_depth`` protocol.
 
@@ -244,8 +267,30 @@ def _layer_depth_spec(backbone: Any) -> BackboneSpec:
 
 
 def supported_backbones() -> str:
-    """The supported classes, for messages."""
-    return ', '.join(sorted(BACKBONES))
+    """The supported classes, short, by package, for messages:
+    ``mmdet: CSPDarknet, ...; mmpretrain: ConvNeXt, ...``."""
+    by_package: Dict[str, List[str]] = {}
+    for path in BACKBONES:
+        package = path.split('.', 1)[0]
+        package = 'mmdet projects' if package == 'projects' else package
+        name = path.rsplit('.', 1)[-1]
+        if name not in by_package.setdefault(package, []):
+            by_package[package].append(name)
+    return '; '.join(f'{package}: {", ".join(sorted(names))}'
+                     for package, names in sorted(by_package.items()))
+
+
+#: mmpretrain's wrapper of timm models.
+TIMM_BACKBONE = 'mmpretrain.models.backbones.timm_backbone.TIMMBackbone'
+
+
+def is_timm_backbone(backbone: Any) -> bool:
+    """Whether a backbone is a timm model (its class or a base class is
+    timm's: a model used directly or a ``features_only`` wrapper) or
+    mmpretrain's ``TIMMBackbone``; by class path, importing nothing."""
+    paths = [class_path(cls) for cls in type(backbone).__mro__]
+    return TIMM_BACKBONE in paths or any(
+        path.startswith('timm.') for path in paths)
 
 
 class BlockNames(NamedTuple):
@@ -369,16 +414,17 @@ def _convnext_by_name(backbone: Any) -> Optional[BackboneSpec]:
         'downsample_layers.i.* and stages.i.j.* with stage i in 0-3, found '
         f'{problem} (names: {names[:5]}{" ..." if len(names) > 5 else ""}). '
         'Describe its layers with paramwise_cfg.rules=dict(layer_wise=['
-        '(regex, id), ...]) or register_backbone_rules; see the README.')
+        '(regex, id), ...]) or register_backbone_rules; see docs/backbones.md.')
 
 
 def spec_for(backbone: Any, rules: Union[None, str] = None) -> BackboneSpec:
     """The rules for a backbone instance, and how they were chosen.
 
     In order: a built-in family named in the config; the nearest supported
-    class in the backbone's MRO; a class whose name contains ``ConvNeXt``
-    with mmpretrain's ConvNeXt parameter layout (as mmdet's constructor
-    does); the backbone's ``get_layer_depth`` method.
+    class in the backbone's MRO; a timm model or mmpretrain's
+    ``TIMMBackbone`` (timm's ``group_matcher``); a class whose name contains
+    ``ConvNeXt`` with mmpretrain's ConvNeXt parameter layout (as mmdet's
+    constructor does); the backbone's ``get_layer_depth`` method.
 
     Args:
         backbone: The model's backbone module.
@@ -399,6 +445,12 @@ def spec_for(backbone: Any, rules: Union[None, str] = None) -> BackboneSpec:
         spec = BACKBONES.get(class_path(cls))
         if spec is not None:
             return spec._replace(source=f'class {class_path(cls)}')
+    if is_timm_backbone(backbone):
+        # Here, not at the top: it imports torch, and timm when it must
+        # build the model of a features_only wrapper.
+        from .timm_spec import timm_rules
+        return BackboneSpec(timm_rules(backbone), lambda b: [],
+                            "timm's group_matcher of the model")
     spec = _convnext_by_name(backbone)
     if spec is not None:
         return spec
@@ -407,16 +459,18 @@ def spec_for(backbone: Any, rules: Union[None, str] = None) -> BackboneSpec:
             source=f'{type(backbone).__name__}.get_layer_depth')
     raise LayerDecayConfigError(
         'LayerDecayOptimWrapperConstructor cannot map the parameters of '
-        f'backbone class {class_path(type(backbone))}. Supported: '
-        f'{supported_backbones()} (and subclasses), and any backbone with '
-        "mmpretrain's get_layer_depth(param_name, prefix). To add yours, "
-        "either give paramwise_cfg.rules='auto' (ids from its forward order "
-        "on a dummy input; rules=dict(type='auto', input_shape=(1, 3, H, W)) "
-        'to set the size), or paramwise_cfg.rules=dict(layer_wise=[(regex, '
-        'id), ...]), or a built-in family name '
-        f'({", ".join(map(repr, BUILTIN_RULES))}), or call '
+        f'backbone class {class_path(type(backbone))} to layers. To fix '
+        "it, set one of: paramwise_cfg.rules='auto' (ids from its forward "
+        "order on a dummy input; rules=dict(type='auto', input_shape=(1, 3, "
+        "H, W)) to set the size); paramwise_cfg.rules=dict(layer_wise=["
+        "(regex, id), ...]); a built-in family name, paramwise_cfg.rules="
+        f'{"|".join(map(repr, BUILTIN_RULES))}; or call '
         'layerdecay_plugin.register_backbone_rules(YourClass, layer_wise=fn) '
-        'in a module listed in custom_imports. See the README.')
+        'in a module listed in custom_imports. See docs/backbones.md. Known '
+        'without that: timm models (directly, features_only, or in '
+        "mmpretrain's TIMMBackbone), backbones with mmpretrain's "
+        'get_layer_depth(param_name, prefix), and these classes and their '
+        f'subclasses: {supported_backbones()}.')
 
 
 def backbone_depths(backbone: Any, spec: BackboneSpec) -> Sequence[int]:

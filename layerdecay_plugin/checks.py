@@ -62,7 +62,7 @@ def check_layer_ids(backbone_cls: str, source: str,
             f'{head_id} (lr scale 1, no decay), e.g. {examples}: the rules '
             'do not know these names. Describe the backbone with '
             'paramwise_cfg.rules=dict(layer_wise=[(regex, id), ...]) or '
-            'register_backbone_rules; see the README.')
+            'register_backbone_rules; see docs/backbones.md.')
 
 
 def _with_ids(params: Sequence[BackboneParam], layer_id: Callable[[str], int]

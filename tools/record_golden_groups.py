@@ -176,9 +176,11 @@ FAMILY_BACKBONES: Dict[str, Tuple[str, str, Dict[str, Any]]] = {
             dict(arch=dict(embed_dims=32, num_layers=3, num_heads=2,
                            feedforward_channels=64),
                  img_size=32, patch_size=16)),
+    # num_classes=0: no classifier, which timm's own group_matcher (what a
+    # timm ViT gets by class) leaves out and places by the forward order
     'vit_blocks': ('timm', 'VisionTransformer',
                    dict(img_size=32, patch_size=16, embed_dim=8, depth=3,
-                        num_heads=1, num_classes=2)),
+                        num_heads=1, num_classes=0)),
     'hivit': ('mmpretrain', 'HiViT',
               dict(arch=dict(embed_dims=64, depths=[1, 1, 2], num_heads=2),
                    img_size=64)),
@@ -352,12 +354,17 @@ def family_case(family: str) -> Dict[str, Any]:
         ValueError: If the backbone's class does not get the family's rules.
     """
     from layerdecay_plugin.backbones import (backbone_depths, class_path,
-                                             spec_for)
+                                             is_timm_backbone, spec_for)
     from layerdecay_plugin.rules import BUILTIN_RULES
     from light.toys import ToyDetector, shape_rows
 
     backbone = build_backbone(family)
-    spec = spec_for(backbone)
+    # A timm model gets timm's own group_matcher by class; its groups here
+    # must still equal the family's (the light tier selects it by name).
+    if is_timm_backbone(backbone):
+        spec = spec_for(backbone, family)
+    else:
+        spec = spec_for(backbone)
     if spec.rules is not BUILTIN_RULES[family]:
         raise ValueError(f'{family}: {class_path(type(backbone))} gets '
                          f'{spec.rules.name} rules by class')
