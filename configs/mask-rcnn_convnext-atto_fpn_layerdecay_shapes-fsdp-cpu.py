@@ -23,6 +23,10 @@ strategy = dict(
 model = dict(
     backbone=dict(arch='atto', drop_path_rate=0.),
     neck=dict(in_channels=[40, 80, 160, 320]))
+# ConvNeXt-atto's stage 2 has 6 blocks (T: 9), so layer_wise decay needs
+# num_layers=5, not the 6 the demo sets for ConvNeXt-T; a larger value only
+# puts an extra decay_rate factor on the lrs of stages 0-2.
+optim_wrapper = dict(paramwise_cfg=dict(num_layers=5))
 train_dataloader = dict(
     batch_size=1,
     dataset=dict(pipeline=[

@@ -1,7 +1,10 @@
 # CPU demo: mmdet's Mask R-CNN ConvNeXt-T config with layerdecay_plugin's
 # constructor, trained for 20 iterations on the synthetic shapes dataset that
 # `make demo` generates (tools/make_shapes_coco.py). No download: the
-# backbone starts from random weights (init_cfg=None).
+# backbone starts from random weights (init_cfg=None). tools/train.py ends
+# with a summary of the run: the group table, each layer's lr at the first,
+# the highest and the last iteration, and where the checkpoint, log, scalars and the picture
+# of every layer's lr (layer_lrs.png) are.
 _base_ = ['mmdet::convnext/mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco.py']
 
 custom_imports = dict(
@@ -60,11 +63,14 @@ optim_wrapper = dict(
     optimizer=dict(lr=2e-4))
 
 default_hooks = dict(
-    logger=dict(type='LoggerHook', interval=5),
+    # every iteration: the scalars (vis_data/scalars.json) and the picture
+    # then have every iteration's lr of every layer
+    logger=dict(type='LoggerHook', interval=1),
     # One weights-only checkpoint at the end (~190 MB instead of 546 MB with
     # AdamW's state); set save_optimizer=True to be able to resume from it.
     checkpoint=dict(type='CheckpointHook', by_epoch=False, interval=max_iters,
                     max_keep_ckpts=1, save_optimizer=False))
-custom_hooks = [dict(type='LayerDecayLrHook', layers='ends')]
+# layer_{id}_lr of every layer id in the log and scalars
+custom_hooks = [dict(type='LayerDecayLrHook', layers='all')]
 log_processor = dict(by_epoch=False)
 env_cfg = dict(cudnn_benchmark=False)

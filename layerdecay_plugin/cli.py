@@ -5,6 +5,11 @@ is never called and ``init_cfg`` is dropped) and the optimizer its
 ``optim_wrapper`` describes, then prints one row per param group ordered by
 layer id. Works with this plugin's constructor, mmdet's
 ``LearningRateDecayOptimizerConstructor`` and any other constructor.
+
+``python -m layerdecay_plugin --work-dir DIR``: what lr did each layer get?
+Reads a finished run (:mod:`layerdecay_plugin.summary`): its group table,
+each layer's lr at the first, the highest and the last iteration, and a
+PNG of every layer's lr over the iterations.
 """
 import argparse
 import copy
@@ -19,6 +24,7 @@ from .grouping import group_layer_id
 from .messages import config_file
 from .report import (GroupRow, format_extra, format_group_table, group_extras,
                      row_order, table_not_logged)
+from .summary import SummaryError, summarize_run
 
 PLUGIN = 'layerdecay_plugin'
 # Type names only this package registers, and where a config names them.
@@ -36,10 +42,20 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(
         prog='python -m layerdecay_plugin',
+        usage='%(prog)s CONFIG [--cfg-options K=V ...] [--json PATH] '
+        '[--plot PATH]\n       %(prog)s --work-dir DIR [--plot PATH]',
         description='Show the lr and weight decay every layer of a config '
-        "gets from its optim_wrapper's constructor.")
-    parser.add_argument('config', type=_existing_file,
+        "gets from its optim_wrapper's constructor; or, with --work-dir, "
+        'what lr every layer got in a finished training run.')
+    parser.add_argument('config', type=_existing_file, nargs='?',
                         help='an mmdet-style config file')
+    parser.add_argument(
+        '--work-dir', metavar='DIR',
+        help='instead of a config: the work dir of a finished run (or one '
+        'of its <timestamp> dirs); prints its group table and each '
+        "layer's lr at the first, highest and last iteration, and writes "
+        "the PNG of every layer's lr over the iterations "
+        "(LayerDecayLrHook's scalars) to --plot or <timestamp>/layer_lrs.png")
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction, default={},
         help='override config keys, e.g. optim_wrapper.constructor='
@@ -47,8 +63,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument('--json', metavar='PATH',
                         help='write groups and every parameter as JSON')
     parser.add_argument('--plot', metavar='PATH',
-                        help='write a PNG of lr per layer id')
-    return parser.parse_args(argv)
+                        help='write a PNG of lr per layer id (with '
+                        "--work-dir: of every layer's lr per iteration)")
+    args = parser.parse_args(argv)
+    if (args.config is None) == (args.work_dir is None):
+        parser.error('give a CONFIG or --work-dir DIR (one of them)')
+    if args.work_dir and (args.cfg_options or args.json):
+        parser.error('--cfg-options and --json apply to a CONFIG, not to '
+                     '--work-dir')
+    return args
 
 
 def _existing_file(path: str) -> str:
@@ -62,10 +85,12 @@ def _existing_file(path: str) -> str:
 def missing_plugin_import(cfg) -> Optional[str]:
     """Why training this config would not find the plugin, if it would not.
 
-    The CLI imports the plugin itself, so a config that names
-    ``LayerDecayOptimWrapperConstructor`` or ``LayerDecayLrHook`` without
-    importing ``layerdecay_plugin`` builds here but fails under a Runner
-    with mmengine's ``KeyError: '... is not in the ... registry'``.
+    A config that names ``LayerDecayOptimWrapperConstructor`` or
+    ``LayerDecayLrHook`` without importing ``layerdecay_plugin`` fails under
+    a Runner (mmdet's ``tools/train.py``) with mmengine's ``KeyError: '...
+    is not in the ... registry'``. The CLI and this project's
+    ``tools/train.py`` import the plugin themselves, which would hide that;
+    both refuse such a config with this message.
 
     Args:
         cfg: The merged config.
@@ -98,8 +123,8 @@ def missing_plugin_import(cfg) -> Optional[str]:
     return (f'error: the config sets {where} but no custom_imports import '
             f"{PLUGIN!r} (custom_imports: {imports or 'none'}), so training "
             f"would fail with KeyError: '{named[0]} is not in the ... "
-            f"registry'. This command imports the plugin itself and would "
-            f'hide that. Fix: {fix}.')
+            f"registry' (this command imports the plugin itself, which "
+            f'would hide that). Fix: {fix}.')
 
 
 def _drop_init_cfg(node: Any) -> None:
@@ -149,8 +174,10 @@ def build_param_groups(cfg, config: str):
         config: Its path, to attribute config warnings to.
 
     Returns:
-        tuple: The optimizer's ``param_groups``, the model and the
-        optimizer's ``defaults``.
+        tuple: The optimizer's ``param_groups``, the model, the optimizer's
+        ``defaults`` and the header line the training log gives the table
+        (``layer decay: <family>, <decay_type>, decay_rate=...``; ``''``
+        for other constructors).
     """
     import torch
     from mmengine.optim import build_optim_wrapper
@@ -173,10 +200,11 @@ def build_param_groups(cfg, config: str):
     if optim_cfg.get('type') == 'AmpOptimWrapper' and \
             not torch.cuda.is_available():
         optim_cfg['type'] = 'OptimWrapper'  # same groups, no GPU needed
-    with table_not_logged(), config_file(config):
+    with table_not_logged() as titles, config_file(config):
         wrapper = build_optim_wrapper(model, optim_cfg)
     optimizer = wrapper.optimizer
-    return optimizer.param_groups, model, optimizer.defaults
+    return (optimizer.param_groups, model, optimizer.defaults,
+            titles[-1] if titles else '')
 
 
 def summarize(groups: List[dict], model,
@@ -248,11 +276,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     Returns:
         int: 0, or 1 for a config that cannot be read or would not train
         (a ``LayerDecayConfigError``, or the plugin not in
-        ``custom_imports``): the message is printed to stderr without a
-        traceback. A missing
+        ``custom_imports``) or a work dir without a run's layer lrs: the
+        message is printed to stderr without a traceback. A missing
         config file exits with argparse's status 2.
     """
     args = parse_args(argv)
+    if args.work_dir:
+        try:
+            print(summarize_run(args.work_dir, args.plot))
+        except SummaryError as error:
+            print(f'error: {error}', file=sys.stderr)
+            return 1
+        return 0
     try:
         cfg = load_config(args.config, args.cfg_options)
     except Exception as error:  # noqa: BLE001  syntax, duplicate keys, ...
@@ -267,7 +302,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if problem.startswith('error'):
             return 1
     try:
-        groups, model, defaults = build_param_groups(cfg, args.config)
+        groups, model, defaults, header = build_param_groups(
+            cfg, args.config)
     except LayerDecayConfigError as error:
         print(f'{args.config}: error: {error}', file=sys.stderr)
         return 1
@@ -280,6 +316,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               f'built {len(groups)} param group(s) without layer ids. Set '
               "optim_wrapper.constructor='LayerDecayOptimWrapperConstructor' "
               'and paramwise_cfg=dict(decay_rate=...) to get it.')
+    if header:  # the line the training log has above the same table
+        title += '\n' + header
     rows = [
         GroupRow(g['group_name'], '-' if g['layer_id'] is None else
                  g['layer_id'], g['lr_scale'], g['lr'], g['weight_decay'],

@@ -11,7 +11,8 @@ from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
 
 from .auto import auto_spec
-from .backbones import BackboneSpec, backbone_depths, class_path, spec_for
+from .backbones import (BackboneSpec, backbone_depths, class_path,
+                        likely_backbone, spec_for)
 from .checks import check_layer_ids
 from .config import (LayerDecayCfg, check_optimizer_cfg,
                      parse_paramwise_cfg)
@@ -20,6 +21,7 @@ from .errors import LayerDecayConfigError
 from .grouping import GroupPlan, ParamInfo, plan_groups
 from .messages import check_custom_keys
 from .report import GroupRow, format_extra, log_group_table
+from .resume import guard_resume, settings_record
 from .rules import AutoRules, BackboneRules, layer_scale
 from .sharding import (Shape, checked_fsdp_shapes, clean_name, numel,
                        original_shape, unwrap)
@@ -43,7 +45,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     ``layer_{id}_{decay|no_decay}``. For ConvNeXt without mmengine options
     the groups are identical to mmdet's.
 
-    ``paramwise_cfg`` keys (see the README for details):
+    ``paramwise_cfg`` keys (see docs/configuration.md for details):
 
     - ``decay_rate`` (float, required): per-layer factor, > 0.
     - ``decay_type`` (str): ``'layer_wise'`` (default) or ``'stage_wise'``.
@@ -55,6 +57,9 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
       ``{decay_type: [(regex, id), ...]}``; default: chosen by the
       backbone's class.
     - ``no_decay_names`` (list[str]): name endings that never decay.
+    - ``resume_mismatch`` (str): ``'error'`` (default) or
+      ``'keep_checkpoint'``: what loading an optimizer state whose groups
+      differ from these does (docs/resume.md).
     - mmengine's ``custom_keys``, ``bias_lr_mult``, ``bias_decay_mult``,
       ``norm_decay_mult``, ``dwconv_decay_mult``, ``flat_decay_mult``,
       ``dcn_offset_lr_mult``, ``bypass_duplicate``.
@@ -88,9 +93,17 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         # the original shapes on that wrapper.
         self._fsdp_shapes = checked_fsdp_shapes(model)
         try:
-            return super().__call__(model)
+            optim_wrapper = super().__call__(model)
         finally:
             self._fsdp_shapes = None
+        # Resume is exact or loud: loading a checkpoint whose groups differ
+        # from these raises (or warns, see resume_mismatch) before torch
+        # replaces their lrs with the checkpoint's.
+        guard_resume(optim_wrapper.optimizer,
+                     settings_record(self.paramwise_cfg, self.base_lr,
+                                     self.base_wd),
+                     self.layer_decay.resume_mismatch)
+        return optim_wrapper
 
     def add_params(self,
                    params: List[dict],
@@ -160,11 +173,17 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             backbone = unwrap(backbone)  # wrapped as an FSDP unit
         if not isinstance(backbone, nn.Module):
             children = [n for n, _ in module.named_children()]
+            likely = likely_backbone(
+                (clean_name(path), type(unwrap(sub)))
+                for path, sub in unwrap(module).named_modules())
+            hint = (f' `{likely}` looks like the backbone: set '
+                    f'paramwise_cfg.backbone_attr={likely!r}.'
+                    if likely else '')
             raise LayerDecayConfigError(
                 'LayerDecayOptimWrapperConstructor needs a model with a '
                 f'backbone module at `{attr}`, but {class_path(type(module))} '
                 f'has {type(backbone).__name__} there (its children: '
-                f'{children}). Set paramwise_cfg.backbone_attr to the '
+                f'{children}).{hint} Set paramwise_cfg.backbone_attr to the '
                 "backbone's attribute, or use the default constructor for "
                 'models without a backbone.')
         return backbone
@@ -209,6 +228,32 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                 'later layers or the head, or exceed it (largest lr_scale '
                 f'here: {worst:.3g}). Set num_layers={needed} or leave it out '
                 'to infer it.')
+        if cfg.num_layers > needed:
+            # What the extra layers cost: each backbone parameter's lr_scale
+            # against the one num_layers=needed gives it (the neck and
+            # heads keep lr_scale 1).
+            rule = rules.ids[cfg.decay_type]
+            extra = [(cfg.num_layers - rule(n, cfg.num_layers, depths)) -
+                     (needed - rule(n, needed, depths)) for n in rel_names]
+            worse = sorted({e for e in extra if e})
+            unused = sorted(
+                set(range(cfg.num_layers + 1)) -
+                {rule(n, cfg.num_layers, depths) for n in rel_names})
+            cost = ' and '.join(
+                f'{extra.count(e)} get decay_rate**{e} = '
+                f'{cfg.decay_rate**e:.3g} times' for e in worse)
+            cost = (f'{cost} the lr num_layers={needed} gives them (the '
+                    'others, the neck and heads keep theirs)' if worse else
+                    f'all keep the lr num_layers={needed} gives them')
+            empty = f'layer ids {unused} hold no parameter; ' if unused else ''
+            print_log(
+                f'layer decay: paramwise_cfg.num_layers={cfg.num_layers} is '
+                f'larger than this {rules.name} backbone needs with '
+                f'decay_type={cfg.decay_type!r} ({needed}): {empty}of its '
+                f'{len(rel_names)} trainable parameters, {cost}. Leave '
+                f'num_layers out, or set {needed}, unless you reproduce a '
+                f'run that used {cfg.num_layers}.',
+                logger='current')
         return cfg.num_layers
 
     def _mmengine_options(self, module: nn.Module,

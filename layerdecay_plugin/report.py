@@ -3,7 +3,7 @@ line per parameter), ordered by layer whatever the optimizer's order."""
 import contextlib
 from contextvars import ContextVar
 from typing import (Any, Iterable, Iterator, List, Mapping, NamedTuple,
-                    Sequence, Union)
+                    Optional, Sequence, Union)
 
 from mmengine.logging import print_log
 
@@ -15,9 +15,10 @@ STANDARD_GROUP_KEYS = frozenset(
      'initial_lr'))
 
 
-# Set while a caller (the inspect CLI) prints its own table.
-_TABLE_LOGGED: ContextVar[bool] = ContextVar('layerdecay_table_logged',
-                                             default=True)
+# Set while a caller (the inspect CLI) prints its own table: the titles the
+# tables would have had, so that the caller can print the same header line.
+_TITLES: ContextVar[Optional[List[str]]] = ContextVar('layerdecay_titles',
+                                                      default=None)
 
 
 class GroupRow(NamedTuple):
@@ -146,17 +147,27 @@ def format_group_table(rows: Iterable[GroupRow],
 
 def log_group_table(rows: Iterable[GroupRow], title: str) -> None:
     """Log the table to the current mmengine logger, unless a caller is
-    printing its own (see :func:`table_not_logged`)."""
-    if _TABLE_LOGGED.get():
+    printing its own (see :func:`table_not_logged`): then only its title is
+    kept for that caller."""
+    titles = _TITLES.get()
+    if titles is None:
         print_log('\n' + format_group_table(rows, title), logger='current')
+    else:
+        titles.append(title)
 
 
 @contextlib.contextmanager
-def table_not_logged() -> Iterator[None]:
+def table_not_logged() -> Iterator[List[str]]:
     """Skip :func:`log_group_table` inside the block; other log lines (the
-    inferred ``num_layers``, config notes) still appear."""
-    token = _TABLE_LOGGED.set(False)
+    inferred ``num_layers``, config notes) still appear.
+
+    Yields:
+        list[str]: The titles of the skipped tables (``layer decay: ConvNeXt,
+        layer_wise, decay_rate=...``), filled as they are skipped.
+    """
+    titles: List[str] = []
+    token = _TITLES.set(titles)
     try:
-        yield
+        yield titles
     finally:
-        _TABLE_LOGGED.reset(token)
+        _TITLES.reset(token)

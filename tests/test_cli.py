@@ -2,6 +2,7 @@
 configs, ours and mmdet's."""
 import json
 import logging
+import runpy
 import subprocess
 import sys
 
@@ -38,7 +39,12 @@ def test_project_config_table_json_plot(tmp_path, capsys):
         handler.flush()
     assert '| layer_' not in log.read_text()  # no second table in the log
     text = capsys.readouterr().out
-    assert 'LayerDecayOptimWrapperConstructor' in text
+    lines = text.splitlines()
+    title = lines.index(f'{GPU_CONFIG}: LayerDecayOptimWrapperConstructor')
+    # the header line the training log has above the same table
+    assert lines[title + 1] == (
+        'layer decay: ConvNeXt, layer_wise, decay_rate=0.95, num_layers=6, '
+        'base lr=0.0001, weight decay=0.05')
     assert 'sample parameters' in text and 'backbone.stages.2.3' in text
     rows = [line.split()[1] for line in text.splitlines()
             if line.startswith('| layer_')]
@@ -96,6 +102,26 @@ def test_module_entry_point_exit_status_and_quiet_start(tmp_path):
     assert "custom_hooks=[dict(type='LayerDecayLrHook')]" in result.stderr
     assert 'Traceback' not in result.stderr
     assert 'pkg_resources' not in result.stderr + result.stdout
+
+
+def test_train_script_refuses_it_with_the_same_message(tmp_path, capsys,
+                                                       monkeypatch):
+    """tools/train.py, instead of mmengine's KeyError: 'LayerDecayLrHook is
+    not in the mmdet::hook registry', before building anything."""
+    config = write_config(tmp_path, R50 + (
+        "custom_hooks = [dict(type='LayerDecayLrHook')]\n"))
+    work = tmp_path / 'work'
+    # as `python tools/train.py CONFIG --work-dir WORK`, in this process
+    monkeypatch.setattr(sys, 'argv', ['tools/train.py', config,
+                                      '--work-dir', str(work)])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(str(ROOT / 'tools' / 'train.py'), run_name='__main__')
+    assert exit_.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f'{config}: error: the config sets ')
+    assert "custom_hooks=[dict(type='LayerDecayLrHook')]" in err
+    assert "imports=[..., 'layerdecay_plugin']" in err
+    assert not work.exists()  # stopped before the Runner
 
 
 def test_config_error_is_a_message_and_exit_1(tmp_path, capsys):
@@ -162,7 +188,7 @@ def test_custom_keys_warning_points_at_the_config(tmp_path, capsys):
 
 
 def test_unreadable_config_is_a_message_and_exit_1(tmp_path, capsys):
-    """The README's 'Duplicate key' entry: two bases defining the same
+    """docs/troubleshooting.md's 'Duplicate key' entry: two bases defining the same
     keys."""
     demo = ROOT / 'configs' / \
         'mask-rcnn_convnext-t-p4-w7_fpn_layerdecay_shapes-demo-cpu.py'
@@ -172,3 +198,23 @@ def test_unreadable_config_is_a_message_and_exit_1(tmp_path, capsys):
     err = capsys.readouterr().err
     assert 'error: cannot read the config: KeyError:' in err
     assert 'Duplicate key is not allowed among bases' in err
+
+
+def test_missing_backbone_names_the_child_of_a_backbone_class():
+    """No child named like a backbone: the one whose class has rules."""
+    import torch.nn as nn
+    from mmpretrain.models import ConvNeXt
+
+    from conftest import build_groups
+    from layerdecay_plugin import (LayerDecayConfigError,
+                                   LayerDecayOptimWrapperConstructor)
+    model = nn.Module()
+    model.stem = nn.Conv2d(3, 3, 1)
+    model.encoder = ConvNeXt(arch='atto')
+    model.head = nn.Linear(320, 3)
+    with pytest.raises(LayerDecayConfigError,
+                       match=r"its children: \['stem', 'encoder', 'head'\]\)"
+                       r"\. `encoder` looks like the backbone: set "
+                       r"paramwise_cfg.backbone_attr='encoder'\."):
+        build_groups(LayerDecayOptimWrapperConstructor, model,
+                     dict(decay_rate=0.9))

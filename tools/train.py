@@ -9,10 +9,19 @@ Usage: python tools/train.py CONFIG [--work-dir DIR] [--resume]
 Under ``torchrun`` it applies the workarounds of ``tools/dist_compat.py`` that
 mmengine 0.10.7 needs (FSDP resume on torch >= 2.1, ZeroRedundancyOptimizer
 checkpoints, DeepSpeed 0.19; on CPU also gloo and CPU device ids).
+
+A config that names the plugin's constructor or hook without importing
+``layerdecay_plugin`` in ``custom_imports`` is refused with the fix (mmdet's
+own tools/train.py would stop with a registry ``KeyError``). After training
+it prints what the run did (``layerdecay_plugin.summary``): the group table,
+each layer's lr at the first, the highest and the last iteration, and where
+the checkpoint, log, scalars and the picture of every layer's lr were
+written.
 """
 import argparse
 import os
 import os.path as osp
+import sys
 
 # mmengine 0.10.7 resumes with torch.load(weights_only=True) on torch>=2.6.
 os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
@@ -23,10 +32,13 @@ import warnings  # noqa: E402
 warnings.filterwarnings('ignore', 'pkg_resources is deprecated', UserWarning)
 
 from mmengine.config import Config, DictAction  # noqa: E402
+from mmengine.dist import is_main_process  # noqa: E402
 from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import dist_compat  # noqa: E402  (tools/, next to this script)
+from layerdecay_plugin.cli import missing_plugin_import  # noqa: E402
+from layerdecay_plugin.summary import SummaryError, summarize_run  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -43,6 +55,13 @@ def main() -> None:
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
+    # Importing layerdecay_plugin (above) registers its types, so this
+    # script would train such a config where mmdet's tools/train.py fails.
+    problem = missing_plugin_import(cfg)
+    if problem:
+        print(f'{args.config}: {problem}', file=sys.stderr)
+        if problem.startswith('error'):
+            sys.exit(1)
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.resume = args.resume or cfg.get('resume', False)
@@ -51,6 +70,19 @@ def main() -> None:
     runner = RUNNERS.build(cfg) if 'runner_type' in cfg else \
         Runner.from_cfg(cfg)
     runner.train()
+    if is_main_process():
+        print_summary(runner.log_dir)
+
+
+def print_summary(log_dir: str) -> None:
+    """What the run did, last, so that it is the first thing read."""
+    try:
+        print('\n' + summarize_run(log_dir), flush=True)
+    except SummaryError as error:  # training itself went fine
+        print(f'\n(no layer decay summary: {error})', flush=True)
+        return
+    print('again, for this or any finished run: python -m layerdecay_plugin '
+          f'--work-dir {osp.dirname(log_dir)}', flush=True)
 
 
 if __name__ == '__main__':

@@ -6,10 +6,12 @@ them through ``custom_imports`` (``light.cli_toys``), as a real config names
 its model package, so the CLI and mmengine's ``Runner`` build them by type
 name without mmdet's registries.
 """
-from typing import Dict, Optional
+import os
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn as nn
+from mmengine.config import Config
 from mmengine.model import BaseModel
 from mmengine.registry import DATASETS, MODELS
 from torch.utils.data import Dataset
@@ -84,3 +86,49 @@ class LightToyDataset(Dataset):
 
     def __getitem__(self, idx: int) -> Dict[str, torch.Tensor]:
         return dict(inputs=self.inputs[idx], data_samples=self.targets[idx])
+
+
+CONFIG = os.path.join(os.path.dirname(__file__), 'configs',
+                      'toy_layerdecay.py')
+
+
+def toy_run_cfg(work_dir: str, experiment: str, max_iters: int,
+                num_samples: int, param_scheduler: List[dict],
+                custom_hooks: List[dict],
+                checkpoint_interval: Optional[int]) -> Config:
+    """``tests/light/configs/toy_layerdecay.py`` as a Runner trains it:
+    batches of 2 in a fixed order, a log line per iteration.
+
+    Args:
+        work_dir: The work dir.
+        experiment: A name unique in the process (mmengine looks its
+            logger and visualizer up by it).
+        max_iters: Iterations to train.
+        num_samples: Samples in the data set (``2 * max_iters``: one pass).
+        param_scheduler: The schedulers.
+        custom_hooks: The custom hooks.
+        checkpoint_interval: Iterations between checkpoints; None for none.
+    """
+    cfg = Config.fromfile(CONFIG)
+    # names no real checkpoint: the CLI never loads weights, a Runner would
+    del cfg.model.init_cfg
+    cfg.merge_from_dict(dict(
+        work_dir=work_dir,
+        experiment_name=experiment,
+        train_dataloader=dict(
+            batch_size=2, num_workers=0,
+            dataset=dict(type='LightToyDataset', size=num_samples),
+            sampler=dict(type='DefaultSampler', shuffle=False),
+            collate_fn=dict(type='default_collate')),
+        train_cfg=dict(by_epoch=False, max_iters=max_iters),
+        param_scheduler=param_scheduler,
+        default_hooks=dict(
+            checkpoint=None if checkpoint_interval is None else dict(
+                type='CheckpointHook', by_epoch=False,
+                interval=checkpoint_interval),
+            logger=dict(type='LoggerHook', interval=1)),
+        log_processor=dict(by_epoch=False),
+        env_cfg=dict(cudnn_benchmark=False),  # mmengine 0.7 has no default
+        custom_hooks=custom_hooks,
+        randomness=dict(seed=0)))
+    return cfg

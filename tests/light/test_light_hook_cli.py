@@ -1,11 +1,14 @@
-"""``LayerDecayLrHook`` under mmengine's real ``Runner`` and
-``python -m layerdecay_plugin`` (table, JSON, exit codes, the module entry)
-on a torch-only config: ``configs/toy_layerdecay.py``, whose model comes
-from :mod:`light.cli_toys`."""
+"""``LayerDecayLrHook`` under mmengine's real ``Runner``,
+``python -m layerdecay_plugin`` (table, JSON, exit codes, the module entry,
+``--work-dir``'s summary of a finished run) and ``tools/train.py`` (its
+summary at the end) on a torch-only config:
+``configs/toy_layerdecay.py``, whose model comes from
+:mod:`light.cli_toys`."""
 import json
 import math
 import os
 import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +22,9 @@ from mmengine.registry import HOOKS, DefaultScope, init_default_scope
 from mmengine.runner import Runner
 
 from layerdecay_plugin.cli import main
-from light.cli_toys import LightToyDetector
+from layerdecay_plugin.summary import (PNG_NAME, find_run, layer_lr_series,
+                                       read_scalars, summarize_run)
+from light.cli_toys import LightToyDetector, toy_run_cfg
 from light.conftest import HEAVY
 
 HERE = Path(__file__).resolve().parent
@@ -28,6 +33,10 @@ CONFIG = str(HERE / 'configs' / 'toy_layerdecay.py')
 # What the config sets: 3 blocks, num_layers 3, so the neck and head get id 4.
 BASE_LR, BASE_WD, DECAY, HEAD_ID = 1e-3, 0.05, 0.9, 4
 MAX_ITERS, START, WARMUP, MILESTONE, GAMMA = 6, 0.25, 4, 4, 0.1
+# The line above the group table, in the training log and the CLI alike.
+HEADER = ('layer decay: ViT (blocks.i), layer_wise, decay_rate=0.9, '
+          'num_layers=3, base lr=0.001, weight decay=0.05')
+PNG_MAGIC = b'\x89PNG\r\n\x1a\n'
 
 
 def layer_id(name: str) -> int:
@@ -119,47 +128,53 @@ class LightRecordLrs(Hook):
             if key.startswith('train/layer_')}
 
 
+def toy_cfg(tmp_path: Path, optim_wrapper: Optional[dict] = None,
+            checkpoint: bool = False, **hook_args) -> Config:
+    """The config :func:`train` trains, with ``LayerDecayLrHook(
+    **hook_args)``, the optim wrapper updated by ``optim_wrapper`` and a
+    checkpoint at the end if ``checkpoint``."""
+    cfg = toy_run_cfg(
+        str(tmp_path), f'light-hook-{tmp_path.name}', MAX_ITERS,
+        2 * MAX_ITERS,
+        [dict(type='LinearLR', start_factor=START, by_epoch=False, begin=0,
+              end=WARMUP),
+         dict(type='MultiStepLR', by_epoch=False, begin=0, end=MAX_ITERS,
+              milestones=[MILESTONE], gamma=GAMMA)],
+        [dict(type='LayerDecayLrHook', **hook_args),
+         dict(type='LightRecordLrs')],
+        MAX_ITERS if checkpoint else None)
+    cfg.optim_wrapper.update(optim_wrapper or {})
+    return cfg
+
+
 def train(tmp_path: Path, optim_wrapper: Optional[dict] = None,
+          checkpoint: bool = False,
           **hook_args) -> Tuple[LightRecordLrs, Path]:
     """Train the config's model ``MAX_ITERS`` iterations (on a GPU where
     there is one, as the Runner does) with ``LayerDecayLrHook(**hook_args)``
     and the config's optim wrapper updated by ``optim_wrapper``; return the
     record and the log dir."""
-    cfg = Config.fromfile(CONFIG)
-    cfg.optim_wrapper.update(optim_wrapper or {})
-    # names no real checkpoint: the CLI never loads weights, a Runner would
-    del cfg.model.init_cfg
-    cfg.merge_from_dict(dict(
-        work_dir=str(tmp_path),
-        # unique: the logger and visualizer are looked up by this name
-        experiment_name=f'light-hook-{tmp_path.name}',
-        train_dataloader=dict(
-            batch_size=2, num_workers=0,
-            # one pass: no dataloader restart
-            dataset=dict(type='LightToyDataset', size=2 * MAX_ITERS),
-            sampler=dict(type='DefaultSampler', shuffle=False),
-            collate_fn=dict(type='default_collate')),
-        train_cfg=dict(by_epoch=False, max_iters=MAX_ITERS),
-        param_scheduler=[
-            dict(type='LinearLR', start_factor=START, by_epoch=False,
-                 begin=0, end=WARMUP),
-            dict(type='MultiStepLR', by_epoch=False, begin=0,
-                 end=MAX_ITERS, milestones=[MILESTONE], gamma=GAMMA)],
-        default_hooks=dict(checkpoint=None,
-                           logger=dict(type='LoggerHook', interval=1)),
-        log_processor=dict(by_epoch=False),
-        env_cfg=dict(cudnn_benchmark=False),  # mmengine 0.7 has no default
-        custom_hooks=[dict(type='LayerDecayLrHook', **hook_args),
-                      dict(type='LightRecordLrs')],
-        randomness=dict(seed=0)))
+    cfg = toy_cfg(tmp_path, optim_wrapper, checkpoint, **hook_args)
     runner = Runner.from_cfg(cfg)
     runner.train()
     record = next(h for h in runner.hooks if isinstance(h, LightRecordLrs))
     return record, Path(runner.log_dir)
 
 
-def test_hook_logs_every_layers_lr_as_the_optimizer_has_it(tmp_path):
-    record, log_dir = train(tmp_path, layers='all')
+@pytest.fixture(scope='module')
+def all_layers_run(tmp_path_factory) -> Tuple[LightRecordLrs, Path, Path]:
+    """One run with ``layers='all'`` and a checkpoint, for the hook's and
+    the summary's tests: the record, the work dir and the log dir."""
+    before = DefaultScope.get_current_instance()  # as keep_default_scope
+    work = tmp_path_factory.mktemp('all_layers')
+    record, log_dir = train(work, checkpoint=True, layers='all')
+    if before is not None:
+        init_default_scope(before.scope_name)
+    return record, work, log_dir
+
+
+def test_hook_logs_every_layers_lr_as_the_optimizer_has_it(all_layers_run):
+    record, _, log_dir = all_layers_run
     ids = range(HEAD_ID + 1)
     for it in range(MAX_ITERS):
         groups = record.groups[it]
@@ -208,7 +223,7 @@ def test_amp_optim_wrapper_on_cuda(tmp_path, dtype):
 def test_hook_ends_and_interval(tmp_path):
     """``layers='ends'``: the stem's and the head's lr only; ``interval=2``:
     odd iterations keep the value of the one before."""
-    record, _ = train(tmp_path, layers='ends', interval=2)
+    record, log_dir = train(tmp_path, layers='ends', interval=2)
     for it in range(MAX_ITERS):
         logged = it - it % 2
         assert record.hub[it] == {
@@ -216,6 +231,12 @@ def test_hook_ends_and_interval(tmp_path):
                                               factor(logged), rel=1e-9),
             f'train/layer_{HEAD_ID}_lr': pytest.approx(
                 BASE_LR * factor(logged), rel=1e-9)}
+    # the summary shows the two layers and says how to get all of them
+    summary = summarize_run(str(log_dir))
+    assert f"(layers [0, {HEAD_ID}] only: LayerDecayLrHook(layers='all')" \
+        in summary
+    assert set(layer_lr_series(read_scalars(
+        str(log_dir / 'vis_data' / 'scalars.json')))) == {0, HEAD_ID}
 
 
 @pytest.mark.parametrize('args,match', [(dict(layers='first'), "'ends'"),
@@ -234,15 +255,18 @@ def table_rows(text: str) -> List[List[str]]:
             for line in text.splitlines() if line.startswith('| layer_')]
 
 
-def check_table(text: str) -> None:
+def check_table(text: str, samples: bool = True) -> None:
     """Rows ordered by layer (decay first), each with its lr_scale, lr,
-    weight decay and counts."""
+    weight decay and counts (and sample names: the CLI's table, not the
+    training log's)."""
     groups = expected_groups()
     rows = table_rows(text)
     order = sorted(groups, key=lambda g: (int(g.split('_')[1]),
                                           g.endswith('no_decay')))
     assert [row[0] for row in rows] == order
-    for name, layer, scale, lr, decay, tensors, elements, sample in rows:
+    for row in rows:
+        assert len(row) == 7 + samples
+        name, layer, scale, lr, decay, tensors, elements = row[:7]
         assert int(layer) == int(name.split('_')[1])
         assert float(scale) == pytest.approx(lr_of(name) / BASE_LR, rel=1e-3)
         assert float(lr) == pytest.approx(lr_of(name), rel=1e-3)
@@ -250,14 +274,18 @@ def check_table(text: str) -> None:
         assert int(tensors) == len(groups[name])
         numels = [numel for _, numel in groups[name]]
         assert int(elements.replace(',', '')) == sum(numels)
-        assert sample.startswith(groups[name][0][0])
+        if samples:
+            assert row[7].startswith(groups[name][0][0])
 
 
 def test_table(capsys):
     assert main([CONFIG]) == 0
     out = capsys.readouterr().out
     # log lines may come first, when a logger writes to this capture
-    assert f'{CONFIG}: LayerDecayOptimWrapperConstructor' in out.splitlines()
+    lines = out.splitlines()
+    title = lines.index(f'{CONFIG}: LayerDecayOptimWrapperConstructor')
+    # then the training log's header line, then the table
+    assert lines[title + 1] == HEADER and lines[title + 2].startswith('+-')
     check_table(out)
 
 
@@ -337,3 +365,162 @@ def test_module_entry_imports_no_heavy_package(tmp_path):
     assert {'layerdecay_plugin.cli', 'light.cli_toys'} <= loaded
     assert not {name.split('.')[0] for name in loaded} & set(HEAVY)
     assert 'mmengine - WARNING' not in result.stdout + result.stderr
+
+
+def log_of(log: Path, run) -> str:
+    """What a new current MMLogger, writing to ``log``, got while ``run()``
+    ran (the CLI builds under it, as training does)."""
+    from mmengine.logging import MMLogger
+    logger = MMLogger.get_instance(f'light-cli-{log.parent.name}-{log.stem}',
+                                   log_file=str(log))
+    run()
+    for handler in logger.handlers:
+        handler.flush()
+    return log.read_text()
+
+
+def test_num_layers_larger_than_needed_says_what_it_costs(tmp_path, capsys):
+    """num_layers=5 where the toy needs 3: patch_embed and the 3 blocks
+    (ids fixed by their index) get decay_rate**2 more, the final norm (id
+    num_layers) keeps its lr, and id 4 is empty."""
+    log = log_of(tmp_path / 'larger.txt', lambda: main([
+        CONFIG, '--cfg-options', 'optim_wrapper.paramwise_cfg.num_layers=5'
+    ]))
+    assert ("layer decay: paramwise_cfg.num_layers=5 is larger than this ViT "
+            "(blocks.i) backbone needs with decay_type='layer_wise' (3): "
+            'layer ids [4] hold no parameter; of its 10 trainable '
+            'parameters, 8 get decay_rate**2 = 0.81 times the lr '
+            'num_layers=3 gives them') in log
+    assert 'num_layers=5, base lr' in capsys.readouterr().out
+    # the config's own num_layers=3 is what the toy needs: no such line
+    assert 'is larger than' not in log_of(tmp_path / 'needed.txt',
+                                          lambda: main([CONFIG]))
+
+
+def test_missing_backbone_names_the_likely_child(capsys):
+    assert main([CONFIG, '--cfg-options',
+                 'optim_wrapper.paramwise_cfg.backbone_attr=trunk']) == 1
+    err = capsys.readouterr().err
+    assert "backbone module at `trunk`" in err
+    assert ("`backbone` looks like the backbone: set "
+            "paramwise_cfg.backbone_attr='backbone'.") in err
+
+
+# --------------------------------------------- the summary of a finished run
+
+
+def summary_lrs(text: str) -> Dict[int, List[float]]:
+    """layer id -> its lrs in the summary's lr table."""
+    rows = re.findall(r'^  (\d+)(?: \([a-z ]+\))?((?: +[\d.e+-]+)+)$',
+                      text, re.M)
+    return {int(i): [float(v) for v in values.split()]
+            for i, values in rows}
+
+
+def test_cli_summary_of_a_work_dir(all_layers_run, capsys):
+    """``--work-dir``: the training log's table under its header, each
+    layer's lr at the first, highest and last iteration, what the log's lr
+    and base_lr were, the files, and the PNG of the scalars."""
+    record, work, log_dir = all_layers_run
+    assert main(['--work-dir', str(work)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == f'===== layer decay: what {log_dir} did ====='
+    assert lines[1] == HEADER and lines[2].startswith('+-')
+    check_table(out, samples=False)
+    # the first iteration, the schedule's peak (the end of the warm-up,
+    # iteration WARMUP - 1 counted from 0) and the last
+    assert re.search(rf'^  layer\s+iter 1\s+iter {WARMUP} \(max\)\s+'
+                     rf'iter {MAX_ITERS}$', out, re.M)
+    lrs = summary_lrs(out)
+    assert sorted(lrs) == list(range(HEAD_ID + 1))
+    for layer, shown in lrs.items():
+        hub = [record.hub[it][f'train/layer_{layer}_lr']
+               for it in (0, WARMUP - 1, MAX_ITERS - 1)]
+        assert shown == pytest.approx(hub, rel=1e-4)
+    # mmengine's lr: the first group's (the patch embedding's); base_lr
+    # (mmengine >= 0.8): optimizer.lr under the schedule, the head's
+    explained = {line.split()[0]: line for line in lines
+                 if ' in the log is ' in line}
+    assert "the optimizer's first param group's lr" in explained['`lr`']
+    assert explained['`lr`'].endswith(': here layer 0 (stem)')
+    scalars = read_scalars(str(log_dir / 'vis_data' / 'scalars.json'))
+    assert ('`base_lr`' in explained) == ('base_lr' in scalars[-1])
+    if 'base_lr' in scalars[-1]:
+        assert 'optimizer.lr under the schedule' in explained['`base_lr`']
+        assert explained['`base_lr`'].endswith(
+            f': here layer {HEAD_ID} (neck and heads)')
+    png = log_dir / PNG_NAME
+    files = dict(line.split(':', 1) for line in lines[-4:])
+    assert files['checkpoint'].strip() == str(work / f'iter_{MAX_ITERS}.pth')
+    assert files['log'].strip() == str(log_dir / f'{log_dir.name}.log')
+    assert files['scalars'].strip() == str(log_dir / 'vis_data' /
+                                           'scalars.json')
+    assert files['picture'].strip().startswith(str(png))
+    assert png.read_bytes()[:8] == PNG_MAGIC
+    # a log dir works too, and --plot puts the picture elsewhere
+    other = work / 'elsewhere.png'
+    assert main(['--work-dir', str(log_dir), '--plot', str(other)]) == 0
+    assert f'picture:    {other}' in capsys.readouterr().out
+    assert other.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_summary_reads_what_the_hook_logged(all_layers_run):
+    """The series plotted are the hook's values at every iteration."""
+    record, work, log_dir = all_layers_run
+    run = find_run(str(work))
+    assert (Path(run.log_dir), Path(run.scalars)) == (
+        log_dir, log_dir / 'vis_data' / 'scalars.json')
+    series = layer_lr_series(read_scalars(run.scalars))
+    assert series == {
+        layer: [(it + 1, record.hub[it][f'train/layer_{layer}_lr'])
+                for it in range(MAX_ITERS)]
+        for layer in range(HEAD_ID + 1)}
+
+
+def test_work_dir_errors(tmp_path, capsys):
+    """No run there, or a run without the hook: exit 1 with what to do;
+    a CONFIG and --work-dir together, or neither: argparse's exit 2."""
+    assert main(['--work-dir', str(tmp_path)]) == 1
+    assert 'no finished run here' in capsys.readouterr().err
+    run = tmp_path / '20260101_000000' / 'vis_data'
+    run.mkdir(parents=True)
+    (run / 'scalars.json').write_text(
+        '{"lr": 0.001, "loss": 1.0, "step": 1}\n')
+    assert main(['--work-dir', str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert 'no layer_{id}_lr scalars' in err
+    assert "custom_hooks=[dict(type='LayerDecayLrHook', layers='all')]" in err
+    for argv in ([], [CONFIG, '--work-dir', str(tmp_path)],
+                 ['--work-dir', str(tmp_path), '--json', 'x.json']):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2
+
+
+# ----------------------------------------------------------- tools/train.py
+
+
+def train_script(monkeypatch, *argv) -> None:
+    """``python tools/train.py ARGV`` as a user runs it, in this process
+    (a subprocess would spend ~10 s importing torch and mmengine again)."""
+    monkeypatch.syspath_prepend(str(ROOT / 'tools'))  # its dist_compat
+    monkeypatch.setattr(sys, 'argv', ['tools/train.py', *map(str, argv)])
+    runpy.run_path(str(ROOT / 'tools' / 'train.py'), run_name='__main__')
+
+
+def test_train_script_ends_with_the_summary(tmp_path, monkeypatch, capsys):
+    work = tmp_path / 'work'
+    cfg = toy_cfg(work, checkpoint=True, layers='all')
+    config = tmp_path / 'toy_train.py'
+    cfg.dump(str(config))
+    train_script(monkeypatch, config, '--work-dir', work)
+    out = capsys.readouterr().out
+    summary = out[out.index('===== layer decay: what '):].splitlines()
+    assert HEADER in summary and 'picture:' in summary[-2]
+    assert summary[-1] == ('again, for this or any finished run: python -m '
+                           f'layerdecay_plugin --work-dir {work}')
+    assert sorted(summary_lrs('\n'.join(summary))) == list(range(HEAD_ID + 1))
+    assert f'iter_{MAX_ITERS}.pth' in '\n'.join(summary)
+    log_dir, = work.glob('2*_*')
+    assert (log_dir / PNG_NAME).read_bytes()[:8] == PNG_MAGIC
