@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 # mmengine 0.10.7 resumes with torch.load's default weights_only=True on
-# torch>=2.6, which rejects its own HistoryBuffer; see README.
+# torch>=2.6, which rejects its own HistoryBuffer; see docs/resume.md.
 os.environ.setdefault('TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD', '1')
 
 import pytest  # noqa: E402

@@ -190,7 +190,7 @@ def assert_forward_order(backbone: nn.Module, ids: dict, num_layers: int,
 
 # mmdet's ConvNeXt stage_wise puts every downsample layer at id 0 (the
 # stem's lr) although later ones run between stages; kept for parity with
-# mmdet (README), so the check skips them there.
+# mmdet (docs/backbones.md), so the check skips them there.
 PARITY_EXCEPTIONS = {
     ('mmpretrain.ConvNeXt', 'stage_wise'): ('downsample_layers.1.',
                                             'downsample_layers.2.',

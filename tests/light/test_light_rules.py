@@ -13,7 +13,7 @@ from layerdecay_plugin.rules import (convnext_layer_id, convnext_stage_id,
                                      vit_layer_id)
 
 # (rule, num_layers, depths, name -> expected id), one family per row; ids
-# as the README's table of supported backbones gives them.
+# as docs/backbones.md's table of supported backbones gives them.
 FAMILIES = [
     (convnext_layer_id, 6, (3, 3, 9, 3), {
         'downsample_layers.0.0.weight': 0,
