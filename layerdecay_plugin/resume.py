@@ -236,8 +236,10 @@ def compare_groups(saved: Sequence[Mapping],
     names = [[n for g in groups for n in g['param_names']]
              for groups in (saved, current)]
     loadable = loadable and names[0] == names[1]
+    renamed = _renamed(saved, current)
     # What changes for the groups that stay first: their lrs.
-    lines = _value_lines(saved, current) + _membership_lines(saved, current)
+    lines = _value_lines(saved, current, renamed) + \
+        _membership_lines(saved, current, renamed)
     if not lines and names[0] != names[1]:
         lines.append('the parameters are in another order than in the '
                      'checkpoint: its optimizer state would go to the '
@@ -285,13 +287,12 @@ def _renamed(saved, current) -> Dict[str, str]:
     return renamed
 
 
-def _membership_lines(saved, current) -> List[str]:
+def _membership_lines(saved, current, renamed: Dict[str, str]) -> List[str]:
     where = [{n: _name(g, i) for i, g in enumerate(groups)
               for n in g['param_names']} for groups in (saved, current)]
     members = [_members(saved), _members(current)]
     new = [n for n in members[1] if n not in members[0]]
     gone = [n for n in members[0] if n not in members[1]]
-    renamed = _renamed(saved, current)
     lines = []
     if len(renamed) == 1:
         (old, name), = renamed.items()
@@ -328,9 +329,9 @@ def _membership_lines(saved, current) -> List[str]:
     return lines
 
 
-def _value_lines(saved, current) -> List[str]:
+def _value_lines(saved, current, renamed: Dict[str, str]) -> List[str]:
     old_by_name = {_name(g, i): g for i, g in enumerate(saved)}
-    renamed_from = {new: old for old, new in _renamed(saved, current).items()}
+    renamed_from = {new: old for old, new in renamed.items()}
     changes: Dict[str, List[str]] = {}
     for i, new in enumerate(current):
         name = _name(new, i)
