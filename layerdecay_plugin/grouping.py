@@ -3,12 +3,14 @@
 Torch-free: parameters arrive as :class:`ParamInfo` and the id rule as a
 callable, so every backbone's rules feed the same code path.
 """
-import re
-from collections import Counter
 from typing import (Any, Callable, Dict, Iterable, List, Mapping, NamedTuple,
                     Optional, Sequence, Tuple)
 
+from .groupnames import Settings, group_names, group_layer_id
 from .rules import NO_DECAY_NAMES, is_no_decay, layer_scale
+
+__all__ = ['GroupPlan', 'ParamInfo', 'Settings', 'group_layer_id',
+           'group_names', 'param_settings', 'plan_groups']
 
 _EMPTY: Mapping[str, Any] = {}
 
@@ -37,22 +39,6 @@ class GroupPlan(NamedTuple):
     weight_decay: float
     param_names: List[str]
     extra: Dict[str, Any]
-
-
-class Settings(NamedTuple):
-    """What a parameter gets besides its layer id.
-
-    Attributes:
-        label: ``'decay'`` or ``'no_decay'``, the word in the group name.
-        weight_decay: Its weight decay.
-        lr: Its lr before the layer scale.
-        extra: Sorted ``(key, value)`` pairs of extra group keys (mmengine's
-            ``custom_keys`` entries such as ``lr_mult``, ``momentum``).
-    """
-    label: str
-    weight_decay: float
-    lr: float
-    extra: Tuple[Tuple[str, Any], ...] = ()
 
 
 def param_settings(options: Mapping[str, Any], default_no_decay: bool,
@@ -140,71 +126,3 @@ def plan_groups(params: Iterable[ParamInfo],
             GroupPlan(name, layer_id, scale, scale * setting.lr,
                       setting.weight_decay, members, dict(setting.extra)))
     return plans
-
-
-def group_names(groups: Sequence[Tuple[int, Settings]], base_lr: float,
-                base_wd: float) -> List[str]:
-    """Names that say what each group is, unique among the groups.
-
-    ``layer_{id}_{decay|no_decay}`` (mmdet's names), then ``_lr_x{mult}``
-    when the lr is not the layer's default and ``_wd{value}`` when a
-    ``decay`` group's weight decay is not the optimizer's. Groups that
-    would still share a name differ in extra keys only; those keys are
-    appended (``_momentum0.8``).
-
-    Args:
-        groups: ``(layer id, settings)`` of each group, in group order.
-        base_lr: Optimizer lr.
-        base_wd: Optimizer weight decay.
-
-    Returns:
-        list[str]: One name per group.
-    """
-    names = [_visible_name(i, s, base_lr, base_wd) for i, s in groups]
-    counts = Counter(names)
-    names = [
-        name + _extra_suffix(s.extra) if counts[name] > 1 else name
-        for name, (_, s) in zip(names, groups)
-    ]
-    seen: Counter = Counter()
-    unique = []
-    for name in names:  # values that print alike (1e-7 vs 1.00000001e-7)
-        unique.append(f'{name}_{seen[name]}' if seen[name] else name)
-        seen[name] += 1
-    return unique
-
-
-def _visible_name(layer_id: int, setting: Settings, base_lr: float,
-                  base_wd: float) -> str:
-    name = f'layer_{layer_id}_{setting.label}'
-    if setting.lr != base_lr:
-        name += f'_lr_x{setting.lr / base_lr:g}'
-    if setting.label == 'decay' and setting.weight_decay != base_wd:
-        name += f'_wd{setting.weight_decay:g}'
-    return name
-
-
-def _extra_suffix(extra: Sequence[Tuple[str, Any]]) -> str:
-    return ''.join(f'_{key}{_short(value)}' for key, value in extra)
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, float):
-        return f'{value:g}'
-    return str(value).replace(' ', '')
-
-
-_LAYER_PREFIX = re.compile(r'^layer_(\d+)_')
-
-
-def group_layer_id(group_name: Any) -> Optional[int]:
-    """Layer id from a group name ``layer_{id}_...`` (ours or mmdet's).
-
-    Args:
-        group_name: A param group's ``group_name``, or None.
-
-    Returns:
-        int | None: The id, or None for groups not named that way.
-    """
-    match = _LAYER_PREFIX.match(str(group_name or ''))
-    return int(match.group(1)) if match else None

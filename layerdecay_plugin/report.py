@@ -145,6 +145,14 @@ def format_group_table(rows: Iterable[GroupRow],
     return '\n'.join(out)
 
 
+def table_title(family: str, decay_type: str, decay_rate: float,
+                num_layers: int, base_lr: float, base_wd: float) -> str:
+    """The line above the group table: what made these groups."""
+    return (f'layer decay: {family}, {decay_type}, decay_rate='
+            f'{decay_rate:g}, num_layers={num_layers}, base lr='
+            f'{base_lr:g}, weight decay={base_wd:g}')
+
+
 def log_group_table(rows: Iterable[GroupRow], title: str) -> None:
     """Log the table to the current mmengine logger, unless a caller is
     printing its own (see :func:`table_not_logged`): then only its title is

@@ -22,6 +22,11 @@ import math
 from typing import Dict, Iterable, List, Tuple
 
 import torch.nn as nn
+# torch's own: drops the FSDP and activation-checkpoint wrapper components,
+# e.g. 'backbone.stages.0._fsdp_wrapped_module.0.gamma' ->
+# 'backbone.stages.0.0.gamma'.
+from torch.distributed.fsdp._common_utils import \
+    clean_tensor_name as clean_name
 
 from .errors import LayerDecayConfigError
 
@@ -29,25 +34,7 @@ from .errors import LayerDecayConfigError
 #: appears as an extra component in parameter names.
 WRAPPED_MODULE_ATTRS = ('_fsdp_wrapped_module', '_checkpoint_wrapped_module')
 
-_INFIXES = tuple(f'{attr}.' for attr in WRAPPED_MODULE_ATTRS)
-
 Shape = Tuple[int, ...]
-
-
-def clean_name(name: str) -> str:
-    """A parameter name as the unwrapped model has it.
-
-    Args:
-        name: A name from ``named_parameters()`` of a possibly wrapped model,
-            e.g. ``'backbone.stages.0._fsdp_wrapped_module.0.gamma'``.
-
-    Returns:
-        str: The name without wrapper components, e.g.
-        ``'backbone.stages.0.0.gamma'``.
-    """
-    for infix in _INFIXES:
-        name = name.replace(infix, '')
-    return name
 
 
 def unwrap(module: nn.Module) -> nn.Module:

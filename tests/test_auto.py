@@ -19,8 +19,8 @@ import timm
 import torch.nn as nn
 
 from conftest import _register, our_groups
-from layerdecay_plugin import auto
-from layerdecay_plugin.auto import (auto_layer_ids, find_blocks, first_calls,
+from layerdecay_plugin.backbones import auto
+from layerdecay_plugin.backbones.auto import (auto_layer_ids, find_blocks, first_calls,
                                     param_first_calls)
 
 SHAPE = (1, 3, 64, 64)

@@ -7,10 +7,11 @@ import torch.nn as nn
 from conftest import (MMDET_CONFIGS, _register, assert_same_groups,
                       build_detector, our_groups)
 from layerdecay_plugin import register_backbone_rules
-from layerdecay_plugin.backbones import BACKBONES, class_path
+from layerdecay_plugin.backbones.classes import BACKBONES
+from layerdecay_plugin.backbones.types import class_path
 from layerdecay_plugin.errors import LayerDecayConfigError
-from layerdecay_plugin.rules import (resnet_layer_id, swin_layer_id,
-                                     vit_blocks_layer_id)
+from layerdecay_plugin import (resnet_layer_id, swin_layer_id,
+                               vit_blocks_layer_id)
 
 SWIN_T = MMDET_CONFIGS / 'swin' / 'mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
 R50 = MMDET_CONFIGS / 'faster_rcnn' / 'faster-rcnn_r50_fpn_1x_coco.py'

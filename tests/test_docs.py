@@ -189,7 +189,7 @@ def check_config(block: Block, tmp_path: Path) -> None:
 
 def check_exec(block: Block, tmp_path: Path) -> None:
     """Run a code block in a fresh namespace from the repository root."""
-    from layerdecay_plugin.backbones import BACKBONES
+    from layerdecay_plugin.backbones.classes import BACKBONES
     registered = dict(BACKBONES)
     cwd = os.getcwd()
     os.chdir(ROOT)

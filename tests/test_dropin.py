@@ -16,9 +16,12 @@ from conftest import (MMDET_CONFIGS, assert_same_groups, build_detector,
                       mmdet_groups, our_groups)
 from layerdecay_plugin import (LayerDecayConfigError,
                                LayerDecayOptimWrapperConstructor)
-from layerdecay_plugin.backbones import (BLOCK_NAMES, BlockNames,
-                                         convnext_layout_problem,
-                                         depths_from_names, spec_for)
+from layerdecay_plugin.backbones.convnext_layout import \
+    convnext_layout_problem
+from layerdecay_plugin.backbones.depths import depths_from_names
+from layerdecay_plugin.backbones.families import FAMILIES
+from layerdecay_plugin.backbones.resolve import spec_for
+from layerdecay_plugin.backbones.types import BlockNames
 from layerdecay_plugin.rules import convnext_min_num_layers
 
 MMDET_CONSTRUCTOR = 'LearningRateDecayOptimizerConstructor'
@@ -172,16 +175,16 @@ def test_convnext_layout_problems():
 
 
 def test_depths_from_names():
-    convnext = BLOCK_NAMES['ConvNeXt']
+    convnext = FAMILIES['convnext'].block_names
     assert depths_from_names(
         ['stages.0.0.w', 'stages.0.2.w', 'stages.2.5.w', 'norm0.w'],
         convnext) == [3, 0, 6, 0]  # four stages, empty ones count 0
-    resnet = BLOCK_NAMES['ResNet']
+    resnet = FAMILIES['resnet'].block_names
     assert depths_from_names(['conv1.weight', 'layer1.0.conv1.weight',
                               'layer1.2.bn1.bias', 'layer3.1.conv.weight'],
                              resnet) == [3, 0, 2]
     assert depths_from_names(['blocks.0.w', 'blocks.11.w', 'norm.w'],
-                             BLOCK_NAMES['ViT (blocks.i)']) == [12]
+                             FAMILIES['vit_blocks'].block_names) == [12]
     assert depths_from_names(['stem.w'], BlockNames(r'x(?P<block>\d)')) == []
 
 

@@ -268,7 +268,7 @@ def test_entirely_frozen_backbone_warns_layer_decay_has_no_effect(
 
 
 def test_rules_leaving_most_of_the_backbone_at_the_head_are_refused():
-    from layerdecay_plugin.checks import check_layer_ids
+    from layerdecay_plugin.checks.ids import check_layer_ids
     params = [('stem.w', 10, True), ('blocks.0.w', 60, True),
               ('blocks.1.w', 60, False), ('norm.w', 2, True)]
     ids = {'stem.w': 0}

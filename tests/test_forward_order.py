@@ -17,9 +17,10 @@ import pytest
 import torch.nn as nn
 
 from conftest import _register, our_groups
-from layerdecay_plugin.auto import (auto_layer_ids, find_blocks, first_calls,
+from layerdecay_plugin.backbones.auto import (auto_layer_ids, find_blocks, first_calls,
                                     param_first_calls)
-from layerdecay_plugin.backbones import backbone_depths, spec_for
+from layerdecay_plugin.backbones.depths import backbone_depths
+from layerdecay_plugin.backbones.resolve import spec_for
 
 HRNET_EXTRA = dict(
     stage1=dict(num_modules=1, num_branches=1, block='BOTTLENECK',

@@ -10,7 +10,8 @@ from mmengine.logging import MMLogger
 from mmengine.runner import Runner
 
 from conftest import ROOT, _register, our_groups
-from layerdecay_plugin.messages import check_custom_keys, config_file
+from layerdecay_plugin.checks.custom_keys import check_custom_keys
+from layerdecay_plugin.messages import config_file
 
 ALL = ['backbone.stem.weight', 'backbone.stages.0.norm.weight',
        'neck.conv.weight']

@@ -8,6 +8,8 @@ from mmdet.engine.optimizers.layer_decay_optimizer_constructor import (
     get_layer_id_for_convnext, get_stage_id_for_convnext)
 
 from layerdecay_plugin import rules
+from layerdecay_plugin.backbones.families import FAMILIES
+from layerdecay_plugin.config import parse_auto_rules
 from layerdecay_plugin.grouping import ParamInfo, plan_groups
 from layerdecay_plugin.rules import (convnext_layer_id,
                                      convnext_min_num_layers,
@@ -130,10 +132,11 @@ def test_plan_groups_order_and_sharing():
 
 
 RULE_MODULES = ['rules', 'rules.common', 'rules.auto', 'rules.convnext',
-                'rules.csp', 'rules.darknet', 'rules.efficientnet',
-                'rules.hourglass', 'rules.hrnet', 'rules.mobilenet',
-                'rules.pvt', 'rules.resnet', 'rules.swin', 'rules.vgg',
-                'rules.vit']
+                'rules.hourglass', 'rules.hrnet', 'rules.pvt',
+                'rules.staged', 'rules.swin', 'rules.vgg', 'rules.vit',
+                'rules.timm', 'backbones.families', 'backbones.types',
+                'backbones.depths', 'backbones.config_rules', 'checks.ids',
+                'checks.num_layers', 'config.paramwise', 'config.rules_key']
 
 
 @pytest.mark.parametrize('module', RULE_MODULES + ['grouping', 'config'])
@@ -251,7 +254,7 @@ FAMILY_NAMES = {
 @pytest.mark.parametrize('decay_type', ['layer_wise', 'stage_wise'])
 def test_family_ids_on_name_lists(family, decay_type):
     depths, expected = FAMILY_NAMES[family]
-    family_rules = rules.BUILTIN_RULES[family]
+    family_rules = FAMILIES[family].rules
     num_layers = family_rules.min_num_layers(depths, decay_type)
     rule = family_rules.ids[decay_type]
     column = 0 if decay_type == 'layer_wise' else 1
@@ -311,19 +314,19 @@ def test_ids_from_order_stem_blocks_and_extras():
 
 
 def test_parse_auto_rules():
-    assert rules.parse_auto_rules('swin', 'layer_wise') is None
-    assert rules.parse_auto_rules(None, 'layer_wise') is None
-    assert rules.parse_auto_rules('auto', 'layer_wise').input_shape == \
+    assert parse_auto_rules('swin', 'layer_wise') is None
+    assert parse_auto_rules(None, 'layer_wise') is None
+    assert parse_auto_rules('auto', 'layer_wise').input_shape == \
         rules.DEFAULT_INPUT_SHAPE
-    assert rules.parse_auto_rules(
+    assert parse_auto_rules(
         dict(type='auto', input_shape=[2, 3, 64, 96]),
         'layer_wise').input_shape == (2, 3, 64, 96)
     for bad in ([3, 64, 0], (1, 3), 'big', [1, 3, 64.0, 64]):
         with pytest.raises(LayerDecayConfigError, match='input_shape='):
-            rules.parse_auto_rules(dict(type='auto', input_shape=bad),
+            parse_auto_rules(dict(type='auto', input_shape=bad),
                                    'layer_wise')
     with pytest.raises(LayerDecayConfigError, match="'shape'"):
-        rules.parse_auto_rules(dict(type='auto', shape=(1, 3, 8, 8)),
+        parse_auto_rules(dict(type='auto', shape=(1, 3, 8, 8)),
                                'layer_wise')
     with pytest.raises(LayerDecayConfigError, match='stage_wise'):
-        rules.parse_auto_rules('auto', 'stage_wise')
+        parse_auto_rules('auto', 'stage_wise')

@@ -353,9 +353,12 @@ def family_case(family: str) -> Dict[str, Any]:
     Raises:
         ValueError: If the backbone's class does not get the family's rules.
     """
-    from layerdecay_plugin.backbones import (backbone_depths, class_path,
-                                             is_timm_backbone, spec_for)
-    from layerdecay_plugin.rules import BUILTIN_RULES
+    from layerdecay_plugin.backbones.depths import backbone_depths
+    from layerdecay_plugin.backbones.families import \
+        FAMILIES as BUILTIN_RULES
+    from layerdecay_plugin.backbones.resolve import spec_for
+    from layerdecay_plugin.backbones.timm import is_timm_backbone
+    from layerdecay_plugin.backbones.types import class_path
     from light.toys import ToyDetector, shape_rows
 
     backbone = build_backbone(family)

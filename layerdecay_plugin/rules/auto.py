@@ -1,7 +1,6 @@
-"""The torch-free half of ``rules='auto'``: its config value, which modules
-are blocks, and how blocks recorded in forward order become layer ids.
+"""The torch-free half of ``rules='auto'``: which modules are blocks, and how blocks recorded in forward order become layer ids.
 
-``layerdecay_plugin.auto`` describes the backbone's module tree to
+``layerdecay_plugin.backbones.auto`` describes the backbone's module tree to
 :func:`find_blocks` (see there: repeated siblings of one class, the
 innermost ones), runs the backbone once on a dummy input and records the
 order in which parameter-owning modules first run; :func:`ids_from_order`
@@ -22,16 +21,12 @@ Ids therefore never decrease along the forward pass.
 from typing import (Any, Dict, List, Mapping, NamedTuple, Optional, Sequence,
                     Set, Tuple)
 
-from ..errors import LayerDecayConfigError
-
 AUTO = 'auto'
 
 #: Default dummy input: one 224 px RGB image, the size classification
 #: backbones are built for (windowed attention and fixed position tables
 #: accept it).
 DEFAULT_INPUT_SHAPE = (1, 3, 224, 224)
-
-_EXAMPLE = "rules=dict(type='auto', input_shape=(1, 3, 224, 224))"
 
 
 class AutoRules(NamedTuple):
@@ -41,52 +36,6 @@ class AutoRules(NamedTuple):
         input_shape: Shape of the dummy input the backbone runs on once.
     """
     input_shape: Tuple[int, ...] = DEFAULT_INPUT_SHAPE
-
-
-def parse_auto_rules(value: Any, decay_type: str) -> Optional[AutoRules]:
-    """Recognise and check ``rules='auto'`` or ``rules=dict(type='auto',
-    input_shape=...)``.
-
-    Args:
-        value: ``paramwise_cfg.rules``.
-        decay_type: ``paramwise_cfg.decay_type``.
-
-    Returns:
-        AutoRules or None: None when ``value`` does not ask for auto rules.
-
-    Raises:
-        LayerDecayConfigError: For an invalid input shape, an unknown key,
-            or ``decay_type='stage_wise'`` (auto rules know blocks, not
-            stages).
-    """
-    if isinstance(value, str) and value == AUTO:
-        spec: Mapping = {}
-    elif isinstance(value, Mapping) and value.get('type') == AUTO:
-        spec = value
-    else:
-        return None
-    unknown = sorted(set(spec) - {'type', 'input_shape'})
-    if unknown:
-        raise LayerDecayConfigError(
-            f'paramwise_cfg.rules has unknown key(s) {unknown} for auto '
-            f"rules; the keys are 'type' and 'input_shape', e.g. "
-            f'{_EXAMPLE}.')
-    shape = spec.get('input_shape', DEFAULT_INPUT_SHAPE)
-    if not isinstance(shape, Sequence) or isinstance(shape, str) \
-            or len(shape) < 3 or not all(
-                isinstance(s, int) and not isinstance(s, bool) and s > 0
-                for s in shape):
-        raise LayerDecayConfigError(
-            f'paramwise_cfg.rules input_shape={shape!r} is invalid: give '
-            'the dummy input shape as positive ints (batch, channels, '
-            f'height, width), e.g. {_EXAMPLE}.')
-    if decay_type != 'layer_wise':
-        raise LayerDecayConfigError(
-            f"paramwise_cfg.rules='auto' with decay_type={decay_type!r}: "
-            'auto rules give one id per block in forward order and know no '
-            "stages; use decay_type='layer_wise', or a built-in family's "
-            'rules for stage_wise.')
-    return AutoRules(tuple(shape))
 
 
 def ids_from_order(

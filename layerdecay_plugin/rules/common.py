@@ -11,10 +11,9 @@ family module says what it reads). Ids follow mmdet's
 rule claims (e.g. out norms added for detection), gets ``num_layers + 1``
 (lr scale 1).
 
-Torch-free, like the whole package.
+Torch-free: plain names and numbers in, ids out.
 """
-from typing import (Callable, Dict, NamedTuple, Pattern, Sequence, Tuple,
-                    Union)
+from typing import Any, Callable, Dict, NamedTuple, Pattern, Sequence, Tuple
 
 DECAY_TYPES = ('layer_wise', 'stage_wise')
 
@@ -26,6 +25,10 @@ TOKEN_NAMES = ('cls_token', 'mask_token', 'pos_embed')
 NO_DECAY_NAMES = ('cls_token', 'mask_token', 'dist_token', 'reg_token',
                   'pos_embed', 'absolute_pos_embed',
                   'relative_position_bias_table', 'rel_pos_h', 'rel_pos_w')
+
+#: A compiled ``(regex, id)`` rule of ``paramwise_cfg.rules`` (see
+#: :mod:`layerdecay_plugin.config.rules_key`).
+Matcher = Tuple[Pattern, Any]
 
 #: ``rule(relative_name, num_layers, depths) -> id``
 IdRule = Callable[[str, int, Sequence[int]], int]
@@ -64,37 +67,6 @@ def block_id(stage: int, block: int, depths: Sequence[int]) -> int:
         int: The layer id.
     """
     return 1 + sum(depths[:stage]) + block
-
-
-def staged_id(name: str, num_layers: int, depths: Sequence[int],
-              stem: Union[str, Tuple[str, ...]], pattern: Pattern,
-              stage_wise: bool = False) -> int:
-    """Id in a backbone named as a stem plus numbered stages of numbered
-    blocks (ResNet's ``layer{i}.j``, CSP's ``stage{i}.k``, ...), stages
-    counted from 1 in the names.
-
-    Args:
-        name: Parameter name relative to the backbone.
-        num_layers: The ``num_layers`` in effect.
-        depths: Blocks per stage.
-        stem: Name prefix(es) of the stem, id 0.
-        pattern: Regex whose group 1 is the stage (from 1) and group 2 the
-            block in it (a stage without a block index is one block).
-        stage_wise: Return the stage (``i``) instead of the block's id
-            ``1 + sum(depths[:i - 1]) + j``.
-
-    Returns:
-        int: The id; ``num_layers + 1`` for names outside stem and stages.
-    """
-    if name.startswith(stem):
-        return 0
-    match = pattern.match(name)
-    if not match:
-        return num_layers + 1
-    stage = int(match.group(1))
-    if stage_wise:
-        return stage
-    return block_id(stage - 1, int(match.group(2) or 0), depths)
 
 
 def stage_of_block(index: int, depths: Sequence[int]) -> int:

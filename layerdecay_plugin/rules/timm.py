@@ -25,8 +25,8 @@ Ids follow timm's grouping minus its known mistakes:
 - ids never depend on ``requires_grad`` (timm's depend on which parameters
   exist, so the caller passes every name, frozen ones included).
 
-Torch-free, like the whole package: the torch side is
-``layerdecay_plugin.timm_spec``.
+Torch-free: the torch side is
+``layerdecay_plugin.backbones.timm``.
 """
 import re
 from itertools import chain

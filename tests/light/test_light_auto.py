@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn as nn
 
-from layerdecay_plugin import auto
-from layerdecay_plugin.auto import auto_layer_ids, find_blocks
+from layerdecay_plugin.backbones import auto
+from layerdecay_plugin.backbones.auto import auto_layer_ids, find_blocks
 from layerdecay_plugin.grouping import group_layer_id
 from layerdecay_plugin.rules.auto import (ModuleNode, describe_blocks,
                                           find_blocks as blocks_of)

@@ -20,8 +20,9 @@ import torch.nn as nn
 
 import layerdecay_plugin  # noqa: F401  (registers the constructor)
 from layerdecay_plugin import LayerDecayConfigError
-from layerdecay_plugin.backbones import backbone_depths, spec_for
-from layerdecay_plugin.rules import BUILTIN_RULES
+from layerdecay_plugin.backbones.depths import backbone_depths
+from layerdecay_plugin.backbones.resolve import spec_for
+from layerdecay_plugin.backbones.families import FAMILIES as BUILTIN_RULES
 from light.toys import ToyDetector, auto_model, backbone_from_shapes, \
     layer_decay_groups, shape_rows
 

@@ -1,4 +1,5 @@
-"""``paramwise_cfg.rules='auto'``: layer ids from a backbone's forward order.
+"""Rule source "auto" (``paramwise_cfg.rules='auto'``): layer ids from a
+backbone's forward order.
 
 For a backbone no rule knows. The backbone runs once on a dummy input (in
 eval mode, without gradients, its train/eval flags restored afterwards, so
@@ -32,21 +33,19 @@ thread: 0.3 s for a ResNet-50 or Swin-T, 0.6 s for a ConvNeXt-B); the time
 is logged.
 """
 import time
-from contextlib import contextmanager
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
-import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 
-from .backbones import BackboneSpec, class_path
-from .errors import LayerDecayConfigError
-from .rules import AutoRules, BackboneRules, ids_from_order
-from .rules import auto as auto_rules
+from ..rules.auto import AutoRules
+from ..rules import BackboneRules, ids_from_order
+from ..rules import auto as auto_rules
+from .trace import first_call_of, first_calls, owned, param_first_calls
+from .types import BackboneSpec, class_path
 
-
-def _owned(module: nn.Module) -> List[str]:
-    return [name for name, _ in module.named_parameters(recurse=False)]
+__all__ = ['auto_layer_ids', 'auto_spec', 'find_blocks', 'first_calls',
+           'module_nodes', 'param_first_calls']
 
 
 def module_nodes(backbone: nn.Module) -> Dict[str, auto_rules.ModuleNode]:
@@ -70,7 +69,7 @@ def module_nodes(backbone: nn.Module) -> Dict[str, auto_rules.ModuleNode]:
             else class_path(type(module))
         generic = isinstance(module, nn.Sequential) and \
             type(module).forward is nn.Sequential.forward
-        owners = sum(1 for m in module.modules() if _owned(m))
+        owners = sum(1 for m in module.modules() if owned(m))
         # Numbered: timm's feature extractors are ModuleDicts of stages.
         parent, _, last = name.rpartition('.')
         element = last.isdigit() and isinstance(modules[parent], containers)
@@ -90,95 +89,6 @@ def find_blocks(backbone: nn.Module) -> List[str]:
         blocks only, in module order; empty when it has none.
     """
     return auto_rules.find_blocks(module_nodes(backbone))
-
-
-@contextmanager
-def _dry_run_mode(backbone: nn.Module) -> Iterator[None]:
-    """eval mode and no gradients, restoring every module's flag after."""
-    modes = [(m, m.training) for m in backbone.modules()]
-    backbone.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        for module, training in modes:
-            module.training = training
-
-
-def first_calls(backbone: nn.Module,
-                input_shape: Tuple[int, ...]) -> Dict[str, int]:
-    """Run the backbone once on zeros and record when each module first ran.
-
-    Args:
-        backbone: The backbone.
-        input_shape: Shape of the dummy input.
-
-    Returns:
-        dict: Module name (relative, ``''`` for the backbone) -> index of
-        its first call; modules that never ran are absent.
-
-    Raises:
-        LayerDecayConfigError: If the forward pass fails, naming the shape.
-    """
-    names = {id(m): n for n, m in backbone.named_modules()}
-    calls: Dict[str, int] = {}
-
-    def record(module: nn.Module, args) -> None:
-        calls.setdefault(names[id(module)], len(calls))
-
-    param = next(backbone.parameters(), None)
-    device = param.device if param is not None else 'cpu'
-    dtype = param.dtype if param is not None and param.is_floating_point() \
-        else torch.float32
-    # zeros, not random: the global random state stays as it was.
-    dummy = torch.zeros(input_shape, device=device, dtype=dtype)
-    hooks = [m.register_forward_pre_hook(record) for m in backbone.modules()]
-    try:
-        with _dry_run_mode(backbone):
-            backbone(dummy)
-    except Exception as exc:  # noqa: BLE001 - any failure means a bad shape
-        raise LayerDecayConfigError(
-            f"paramwise_cfg.rules='auto' ran backbone "
-            f'{class_path(type(backbone))} on a dummy input of shape '
-            f'{tuple(input_shape)} and it failed ({type(exc).__name__}: '
-            f'{exc}). Give a shape it accepts, e.g. rules=dict('
-            "type='auto', input_shape=(1, 3, 256, 256)).") from None
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return calls
-
-
-def _first_call_of(name: str, calls: Dict[str, int]) -> Optional[int]:
-    """First call of a module, or of its nearest ancestor that ran (e.g.
-    ``nn.MultiheadAttention`` uses ``out_proj``'s weight without calling
-    it)."""
-    while True:
-        if name in calls:
-            return calls[name]
-        if not name:
-            return None
-        name = name.rsplit('.', 1)[0] if '.' in name else ''
-
-
-def param_first_calls(backbone: nn.Module,
-                      calls: Dict[str, int]) -> Dict[str, int]:
-    """Parameter name -> first call of the module that owns it.
-
-    Args:
-        backbone: The backbone.
-        calls: From :func:`first_calls`.
-
-    Returns:
-        dict: For every parameter whose owner (or an ancestor) ran.
-    """
-    order = {}
-    for mname, module in backbone.named_modules():
-        when = _first_call_of(mname, calls)
-        for pname in _owned(module):
-            if when is not None:
-                order[f'{mname}.{pname}' if mname else pname] = when
-    return order
 
 
 def _enclosing(name: str, blocks: set) -> Optional[str]:
@@ -203,10 +113,10 @@ def _ids_and_blocks(backbone: nn.Module, input_shape: Tuple[int, ...]
                          default=None) for block in blocks}
     owners: Dict[str, Tuple[List[str], bool, int]] = {}
     for mname, module in backbone.named_modules():
-        names = [f'{mname}.{p}' if mname else p for p in _owned(module)]
+        names = [f'{mname}.{p}' if mname else p for p in owned(module)]
         block = _enclosing(mname, blocks)
         key = mname if block is None else block
-        when = _first_call_of(key, calls) if starts.get(key) is None \
+        when = first_call_of(key, calls) if starts.get(key) is None \
             else starts[key]
         if names and when is not None:
             owners.setdefault(key, ([], block is not None, when))[0].extend(
@@ -274,5 +184,4 @@ def auto_spec(backbone: nn.Module, cfg: AutoRules) -> BackboneSpec:
     rules = BackboneRules(name, {'layer_wise': rule},
                           lambda depths, decay_type: max(last, 1))
     return BackboneSpec(
-        rules, lambda b: [],
-        f'auto (forward order on a dummy input {tuple(cfg.input_shape)})')
+        rules, source=f'auto (forward order on a dummy input {tuple(cfg.input_shape)})')

@@ -1,4 +1,7 @@
-"""Rules for timm backbones: a timm model used directly, a ``features_only``
+"""Rule source "timm": a timm model used directly, a ``features_only``
+wrapper of one, or mmpretrain's ``TIMMBackbone`` around either.
+
+Rules for timm backbones: a timm model used directly, a ``features_only``
 wrapper of one, or mmpretrain's ``TIMMBackbone`` around either.
 
 Ids come from the timm model's own ``group_matcher(coarse=False)``
@@ -14,7 +17,7 @@ timm's mistakes are not copied):
   ``pretrained_cfg['architecture']`` is built on the meta device (no
   memory, no weights) for them, and the wrapper's names are mapped back
   (``stages_0`` -> ``stages.0``);
-- the timm model runs once on zeros (``layerdecay_plugin.auto``'s hooks)
+- the timm model runs once on zeros (:mod:`.trace`)
   for its forward order: names the matcher leaves out or only attaches to
   the previous group are placed by it, and ids that would decrease along
   it are raised; when the model cannot be mapped at all (no matcher found,
@@ -31,13 +34,27 @@ import torch
 import torch.nn as nn
 from mmengine.logging import print_log
 
-from .auto import auto_layer_ids, first_calls, param_first_calls
-from .backbones import TIMM_BACKBONE, class_path
-from .errors import LayerDecayConfigError
-from .rules import BackboneRules
-from .rules.timm import (anchored_ids, compile_matcher, dense_ids,
-                         fill_from_order, original_name, running_max)
-from .sharding import clean_name
+from ..errors import LayerDecayConfigError
+from ..rules import BackboneRules
+from ..rules.timm import (anchored_ids, compile_matcher, dense_ids,
+                          fill_from_order, original_name, running_max)
+from ..sharding import clean_name
+from .auto import auto_layer_ids
+from .trace import first_calls, param_first_calls
+from .types import BackboneSpec, class_path
+
+#: mmpretrain's wrapper of timm models.
+TIMM_BACKBONE = 'mmpretrain.models.backbones.timm_backbone.TIMMBackbone'
+
+
+def is_timm_backbone(backbone: Any) -> bool:
+    """Whether a backbone is a timm model (its class or a base class is
+    timm's: a model used directly or a ``features_only`` wrapper) or
+    mmpretrain's ``TIMMBackbone``; by class path, importing nothing."""
+    paths = [class_path(cls) for cls in type(backbone).__mro__]
+    return TIMM_BACKBONE in paths or any(
+        path.startswith('timm.') for path in paths)
+
 
 _COARSE = {'layer_wise': False, 'stage_wise': True}
 
@@ -46,7 +63,7 @@ def timm_model_of(backbone: Any) -> Tuple[nn.Module, str]:
     """The timm model in a timm backbone and the prefix of its names there.
 
     Args:
-        backbone: A backbone ``backbones.is_timm_backbone`` accepts.
+        backbone: A backbone :func:`is_timm_backbone` accepts.
 
     Returns:
         tuple: ``(backbone.timm_model, 'timm_model.')`` for mmpretrain's
@@ -266,7 +283,7 @@ def timm_rules(backbone: Any) -> BackboneRules:
     """Rules for a timm backbone (see the module docstring).
 
     Args:
-        backbone: A backbone ``backbones.is_timm_backbone`` accepts.
+        backbone: A backbone :func:`is_timm_backbone` accepts.
 
     Returns:
         BackboneRules: ``layer_wise`` and ``stage_wise`` rules; ids are
@@ -295,3 +312,11 @@ def timm_rules(backbone: Any) -> BackboneRules:
         f'timm {label}', {t: rule_for(t) for t in _COARSE},
         lambda depths, decay_type: max(
             max(grouping.ids(decay_type).values(), default=0), 1))
+
+
+def spec_by_timm(backbone: Any) -> Optional[BackboneSpec]:
+    """timm's ``group_matcher`` rules for a timm backbone, else None."""
+    if not is_timm_backbone(backbone):
+        return None
+    return BackboneSpec(timm_rules(backbone),
+                        source="timm's group_matcher of the model")

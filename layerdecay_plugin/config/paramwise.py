@@ -1,4 +1,5 @@
-"""Validation of ``paramwise_cfg`` for layer decay. Torch-free.
+"""Validation of ``paramwise_cfg`` for layer decay, and of every
+``decay_type`` / ``rules`` combination. Torch-free.
 
 Every check raises :class:`LayerDecayConfigError` with a message that names
 the key, the value it got and what would be valid.
@@ -6,13 +7,12 @@ the key, the value it got and what would be valid.
 import difflib
 import math
 import numbers
-from typing import (Any, Dict, List, Mapping, NamedTuple, Optional, Tuple,
-                    Union)
+import warnings
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
 
-from .declarative import Matcher, parse_matchers
-from .errors import LayerDecayConfigError
-from .rules import (BUILTIN_RULES, DECAY_TYPES, NO_DECAY_NAMES,
-                    parse_auto_rules)
+from ..errors import LayerDecayConfigError
+from ..rules import DECAY_TYPES, NO_DECAY_NAMES, BackboneRules
+from .rules_key import RulesCfg, parse_rules
 
 LAYER_DECAY_KEYS = ('decay_rate', 'decay_type', 'num_layers', 'backbone_attr',
                     'rules', 'no_decay_names', 'resume_mismatch')
@@ -54,7 +54,7 @@ class LayerDecayCfg(NamedTuple):
     decay_type: str
     num_layers: Optional[int]
     backbone_attr: str = 'backbone'
-    rules: Union[None, str, Dict[str, List[Matcher]]] = None
+    rules: RulesCfg = None
     no_decay_names: Tuple[str, ...] = NO_DECAY_NAMES
     mmengine: Mapping[str, Any] = {}
     resume_mismatch: str = 'error'
@@ -126,10 +126,34 @@ def parse_paramwise_cfg(cfg: Optional[Mapping]) -> LayerDecayCfg:
     return LayerDecayCfg(
         float(decay_rate), decay_type, num_layers,
         _backbone_attr(cfg.get('backbone_attr', 'backbone')),
-        _rules(cfg.get('rules'), decay_type),
+        parse_rules(cfg.get('rules'), decay_type),
         _no_decay_names(cfg.get('no_decay_names', NO_DECAY_NAMES)),
         _mmengine_options(cfg),
         _resume_mismatch(cfg.get(RESUME_MISMATCH_KEY, 'error')))
+
+
+def check_against_rules(cfg: LayerDecayCfg, rules: BackboneRules) -> None:
+    """Check the settings against the rules the backbone got: the decay
+    type must be one the rules have; a ``decay_rate`` above 1 warns.
+
+    Args:
+        cfg: The validated settings.
+        rules: The backbone's rules.
+
+    Raises:
+        LayerDecayConfigError: For a decay type the rules lack.
+    """
+    if cfg.decay_type not in rules.ids:
+        raise LayerDecayConfigError(
+            f"paramwise_cfg.decay_type='{cfg.decay_type}' is not "
+            f'available for {rules.name} backbones; use '
+            f'{" or ".join(map(repr, sorted(rules.ids)))}.')
+    if cfg.decay_rate > 1:
+        warnings.warn(
+            f'paramwise_cfg.decay_rate={cfg.decay_rate:g} > 1: earlier '
+            'backbone layers get a larger lr than later ones and the '
+            'head. Use a value < 1 for the usual layer decay.',
+            UserWarning, stacklevel=3)
 
 
 def _resume_mismatch(value: Any) -> str:
@@ -178,29 +202,6 @@ def _backbone_attr(value: Any) -> str:
             "attribute path of the backbone in the model, e.g. 'backbone' "
             "or 'img_backbone'.")
     return value
-
-
-def _rules(value: Any, decay_type: str):
-    if value is None:
-        return None
-    auto = parse_auto_rules(value, decay_type)  # 'auto' or dict(type='auto')
-    if auto is not None:
-        return auto
-    if isinstance(value, str):
-        if value not in BUILTIN_RULES:
-            raise LayerDecayConfigError(
-                f'paramwise_cfg.rules={value!r} is not a built-in family; '
-                f'use one of {", ".join(map(repr, BUILTIN_RULES))}, '
-                "'auto' (ids from the forward order), or a dict of "
-                '(regex, id) rules.')
-        return value
-    matchers = parse_matchers(value)
-    if decay_type not in matchers:
-        raise LayerDecayConfigError(
-            f'paramwise_cfg.rules has no {decay_type!r} entry but '
-            f'decay_type={decay_type!r}; add rules for it or change '
-            'decay_type.')
-    return matchers
 
 
 def _no_decay_names(value: Any) -> Tuple[str, ...]:

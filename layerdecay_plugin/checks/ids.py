@@ -7,7 +7,7 @@ as a callable.
 import warnings
 from typing import Callable, List, Optional, Sequence, Tuple
 
-from .errors import LayerDecayConfigError
+from ..errors import LayerDecayConfigError
 
 #: ``(name relative to the backbone, number of elements, trainable)``
 BackboneParam = Tuple[str, int, bool]

@@ -1,4 +1,6 @@
-"""Backbone rules written in a config, as ordered ``(regex, id)`` pairs.
+"""Rule source "config regexes": ``paramwise_cfg.rules`` given as ordered
+``(regex, id)`` pairs (validated and compiled by
+:mod:`layerdecay_plugin.config.rules_key`), checked against the backbone.
 
 In the spirit of timm's group matchers: the first regex that matches a
 parameter name (relative to the backbone, ``re.match``) decides its id.
@@ -14,70 +16,12 @@ parameter name (relative to the backbone, ``re.match``) decides its id.
 
 Torch-free; every problem raises :class:`LayerDecayConfigError`.
 """
-import re
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
-
-from .errors import LayerDecayConfigError
-from .rules import DECAY_TYPES, BackboneRules, IdRule
-
-Matcher = Tuple['re.Pattern', Any]
-
-_EXAMPLE = ("rules=dict(layer_wise=[(r'^(cls_token|pos_embed|patch_embed)', "
-            "0), (r'^blocks\\.(\\d+)\\.', 1), (r'^norm\\.', 'last')])")
+from typing import Dict, List, Sequence, Tuple
 
 
-def parse_matchers(spec: Any) -> Dict[str, List[Matcher]]:
-    """Validate and compile ``paramwise_cfg.rules`` given as a dict.
-
-    Args:
-        spec: ``{decay_type: [(regex, id), ...]}``.
-
-    Returns:
-        dict: decay type -> compiled ``(pattern, id)`` pairs.
-
-    Raises:
-        LayerDecayConfigError: Naming the offending entry.
-    """
-    if not isinstance(spec, Mapping) or not spec:
-        raise LayerDecayConfigError(
-            f'paramwise_cfg.rules={spec!r} is invalid: give a built-in '
-            'family name or a dict of decay type -> [(regex, id), ...], '
-            f'e.g. {_EXAMPLE}')
-    compiled = {}
-    for decay_type, pairs in spec.items():
-        where = f'paramwise_cfg.rules[{decay_type!r}]'
-        if decay_type not in DECAY_TYPES:
-            raise LayerDecayConfigError(
-                f'{where}: unknown decay type {decay_type!r}; use '
-                f'{" or ".join(map(repr, DECAY_TYPES))}.')
-        if not isinstance(pairs, Sequence) or isinstance(pairs, str) \
-                or not pairs:
-            raise LayerDecayConfigError(
-                f'{where}={pairs!r} must be a non-empty list of '
-                f'(regex, id) pairs, e.g. {_EXAMPLE}')
-        compiled[decay_type] = [_compile(where, i, p)
-                                for i, p in enumerate(pairs)]
-    return compiled
-
-
-def _compile(where: str, index: int, pair: Any) -> Matcher:
-    where = f'{where}[{index}]'
-    if not isinstance(pair, Sequence) or isinstance(pair, str) \
-            or len(pair) != 2:
-        raise LayerDecayConfigError(
-            f'{where}={pair!r} must be a (regex, id) pair.')
-    pattern, value = pair
-    try:
-        regex = re.compile(pattern)
-    except (re.error, TypeError) as exc:
-        raise LayerDecayConfigError(
-            f'{where}: {pattern!r} is not a valid regex ({exc}).') from None
-    if value not in ('last', 'head') and (not isinstance(value, int)
-                                          or isinstance(value, bool)):
-        raise LayerDecayConfigError(
-            f"{where}: id {value!r} is invalid; use an int (an offset when "
-            "the regex has a capture group), 'last' or 'head'.")
-    return regex, value
+from ..errors import LayerDecayConfigError
+from ..rules import BackboneRules, IdRule, Matcher
+from .types import BackboneSpec
 
 
 def _resolve(matchers: List[Matcher], name: str,
@@ -141,3 +85,10 @@ def rules_from_matchers(matchers: Dict[str, List[Matcher]],
     return BackboneRules('config rules',
                          {t: make(p) for t, p in matchers.items()},
                          lambda depths, decay_type: minimum[decay_type])
+
+
+def spec_from_matchers(matchers: Dict[str, List[Matcher]],
+                       names: Sequence[str]) -> BackboneSpec:
+    """The config's regex rules as a spec (see :func:`rules_from_matchers`)."""
+    return BackboneSpec(rules_from_matchers(matchers, names),
+                        source='config (paramwise_cfg.rules regexes)')

@@ -1,0 +1,59 @@
+"""Rule source "class table": a backbone gets the rules of the nearest class
+in its MRO that the table knows, so subclasses of a supported backbone
+inherit its rules. The table is built from the families' entries and
+extended by ``register_backbone_rules``.
+"""
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+from .families import FAMILIES
+from .types import BackboneSpec, class_path
+
+#: ``'module.QualName'`` of a backbone class -> its spec.
+BACKBONES: Dict[str, BackboneSpec] = {
+    path: family.spec('class')
+    for family in FAMILIES.values() for path in family.classes
+}
+
+
+def spec_by_class(backbone: Any) -> Optional[BackboneSpec]:
+    """The spec of the nearest known class in the backbone's MRO, or None."""
+    for cls in type(backbone).__mro__:
+        spec = BACKBONES.get(class_path(cls))
+        if spec is not None:
+            return spec._replace(source=f'class {class_path(cls)}')
+    return None
+
+
+def supported_backbones() -> str:
+    """The supported classes, short, by package, for messages:
+    ``mmdet: CSPDarknet, ...; mmpretrain: ConvNeXt, ...``."""
+    by_package: Dict[str, List[str]] = {}
+    for path in BACKBONES:
+        package = path.split('.', 1)[0]
+        package = 'mmdet projects' if package == 'projects' else package
+        name = path.rsplit('.', 1)[-1]
+        if name not in by_package.setdefault(package, []):
+            by_package[package].append(name)
+    return '; '.join(f'{package}: {", ".join(sorted(names))}'
+                     for package, names in sorted(by_package.items()))
+
+
+def likely_backbone(modules: Iterable[Tuple[str, type]]) -> Optional[str]:
+    """The module that most looks like a model's backbone, for the error of
+    a wrong ``backbone_attr``: the shallowest one named like a backbone
+    (``img_backbone``, ``detector.backbone``), else the shallowest of a
+    class with rules.
+
+    Args:
+        modules: ``(name, class)`` of every module of the model.
+
+    Returns:
+        str | None: Its name in the model, or None.
+    """
+    candidates = []
+    for path, cls in modules:
+        named = 'backbone' in path.rsplit('.', 1)[-1].lower()
+        known = any(class_path(c) in BACKBONES for c in cls.__mro__)
+        if path and (named or known):
+            candidates.append((not named, path.count('.'), path))
+    return min(candidates)[2] if candidates else None
