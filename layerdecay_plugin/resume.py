@@ -503,6 +503,13 @@ def guard_resume(optimizer, record: Mapping, mode: str = 'error') -> None:
     optimizer.state_dict = types.MethodType(_state_dict, optimizer)
 
 
+def record_of(optimizer) -> Optional[Dict[str, Any]]:
+    """The :func:`settings_record` an optimizer was built with (None for an
+    optimizer the plugin did not build)."""
+    guard = getattr(optimizer, '_layer_decay_resume', None)
+    return None if guard is None else dict(guard[0])
+
+
 def check_load(optimizer, state_dict: Mapping) -> None:
     """Check a state dict that ``optimizer`` (or a wrapper of it, such as
     DeepSpeed's ZeRO optimizer) is about to load, as its own
@@ -544,5 +551,5 @@ __all__ = [
     'COMPARED_KEYS', 'GroupDiff', 'STATE_KEY', 'check_load',
     'check_state_dict',
     'compare_groups', 'describe_settings', 'guard_resume', 'infer_settings',
-    'mismatch_message', 'settings_record'
+    'mismatch_message', 'record_of', 'settings_record'
 ]
