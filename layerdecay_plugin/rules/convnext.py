@@ -37,14 +37,8 @@ def convnext_layer_id(name: str, num_layers: int,
     grouped three at a time from 3, stage 3 (with its downsample) is
     ``num_layers``, anything else (out norms) is ``num_layers + 1``.
 
-    Args:
-        name: Parameter name relative to the backbone, e.g.
-            ``'stages.2.4.depthwise_conv.weight'``.
-        num_layers: The ``num_layers`` in effect.
-        depths: Unused; part of the common rule signature.
-
-    Returns:
-        int: The layer id.
+    A rule (:data:`~layerdecay_plugin.rules.common.IdRule`) on names such
+    as ``'stages.2.4.depthwise_conv.weight'``; ``depths`` unused.
 
     Raises:
         ValueError: For a stage index outside 0-3 (mmdet's rule only knows
@@ -71,13 +65,8 @@ def convnext_stage_id(name: str, num_layers: int,
     downsample layers are 0, stage ``i`` is ``i + 1``, anything else is
     ``num_layers + 1``.
 
-    Args:
-        name: Parameter name relative to the backbone.
-        num_layers: The ``num_layers`` in effect.
-        depths: Unused; part of the common rule signature.
-
-    Returns:
-        int: The stage id.
+    A rule (:data:`~layerdecay_plugin.rules.common.IdRule`); ``depths``
+    unused.
     """
     if name in TOKEN_NAMES or name.startswith('downsample_layers.'):
         return 0

@@ -23,14 +23,9 @@ def hourglass_layer_id(name: str, num_layers: int,
                        depths: Sequence[int] = ()) -> int:
     """Layer (= stage) id of an ``HourglassNet`` parameter: its stack + 1.
 
-    Args:
-        name: Parameter name relative to the backbone, e.g.
-            ``'hourglass_modules.1.low2.up1.0.conv1.conv.weight'``.
-        num_layers: The ``num_layers`` in effect.
-        depths: Unused; part of the common rule signature.
-
-    Returns:
-        int: The id.
+    A rule (:data:`~layerdecay_plugin.rules.common.IdRule`) on names such
+    as ``'hourglass_modules.1.low2.up1.0.conv1.conv.weight'``; ``depths``
+    unused.
     """
     if name.startswith('stem.'):
         return 0

@@ -38,14 +38,9 @@ def _hrnet_position(name: str) -> Optional[Tuple[int, int]]:
 def hrnet_layer_id(name: str, num_layers: int, depths: Sequence[int]) -> int:
     """Layer id of an mmdet ``HRNet`` parameter.
 
-    Args:
-        name: Parameter name relative to the backbone, e.g.
-            ``'stage3.2.branches.1.0.conv1.weight'``.
-        num_layers: The ``num_layers`` in effect.
-        depths: ``[len(layer1), len(stage2), len(stage3), len(stage4)]``.
-
-    Returns:
-        int: The layer id.
+    A rule (:data:`~layerdecay_plugin.rules.common.IdRule`) on names such
+    as ``'stage3.2.branches.1.0.conv1.weight'``; ``depths``:
+    ``[len(layer1), len(stage2), len(stage3), len(stage4)]``.
     """
     if _STEM.match(name):
         return 0
@@ -58,13 +53,8 @@ def hrnet_stage_id(name: str, num_layers: int,
     """Stage id of an mmdet ``HRNet`` parameter: the stem is 0, ``layer1``
     is 1, ``transition{t}`` and ``stage{t + 1}`` are ``t + 1``.
 
-    Args:
-        name: Parameter name relative to the backbone.
-        num_layers: The ``num_layers`` in effect.
-        depths: Unused; part of the common rule signature.
-
-    Returns:
-        int: The stage id.
+    A rule (:data:`~layerdecay_plugin.rules.common.IdRule`); ``depths``
+    unused.
     """
     if _STEM.match(name):
         return 0

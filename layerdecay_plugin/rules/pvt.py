@@ -24,14 +24,9 @@ _PART = re.compile(r'^layers\.(\d+)\.([012])\.(?:(\d+)\.)?')
 def pvt_layer_id(name: str, num_layers: int, depths: Sequence[int]) -> int:
     """Layer id of an mmdet PVT (v1 or v2) parameter.
 
-    Args:
-        name: Parameter name relative to the backbone, e.g.
-            ``'layers.2.1.1.attn.attn.in_proj_weight'``.
-        num_layers: The ``num_layers`` in effect.
-        depths: Elements of each stage's block list, e.g. ``[2, 2, 2, 2]``.
-
-    Returns:
-        int: The layer id.
+    A rule (:data:`~layerdecay_plugin.rules.common.IdRule`) on names such
+    as ``'layers.2.1.1.attn.attn.in_proj_weight'``; ``depths``: elements of
+    each stage's block list, e.g. ``[2, 2, 2, 2]``.
     """
     match = _PART.match(name)
     if not match:
@@ -49,13 +44,8 @@ def pvt_stage_id(name: str, num_layers: int,
     """Stage id of an mmdet PVT parameter: the first patch embed is 0,
     anything else in ``layers.i`` is ``i + 1``.
 
-    Args:
-        name: Parameter name relative to the backbone.
-        num_layers: The ``num_layers`` in effect.
-        depths: Unused; part of the common rule signature.
-
-    Returns:
-        int: The stage id.
+    A rule (:data:`~layerdecay_plugin.rules.common.IdRule`); ``depths``
+    unused.
     """
     match = _PART.match(name)
     if not match:

@@ -34,13 +34,8 @@ def swin_layer_id(name: str, num_layers: int, depths: Sequence[int]) -> int:
     merging) runs after its blocks and shares its last block's id; out norms
     ``norm{i}`` are ``num_layers + 1``.
 
-    Args:
-        name: Parameter name relative to the backbone.
-        num_layers: The ``num_layers`` in effect.
-        depths: Blocks per stage, e.g. ``[2, 2, 6, 2]``.
-
-    Returns:
-        int: The layer id.
+    A rule (:data:`~layerdecay_plugin.rules.common.IdRule`); ``depths``:
+    blocks per stage, e.g. ``[2, 2, 6, 2]``.
     """
     if name.startswith(_EMBED):
         return 0
@@ -60,13 +55,8 @@ def swin_stage_id(name: str, num_layers: int,
     and its downsample) is ``i + 1``, anything else (out norms) is
     ``num_layers + 1``.
 
-    Args:
-        name: Parameter name relative to the backbone.
-        num_layers: The ``num_layers`` in effect.
-        depths: Unused; part of the common rule signature.
-
-    Returns:
-        int: The stage id.
+    A rule (:data:`~layerdecay_plugin.rules.common.IdRule`); ``depths``
+    unused.
     """
     if name.startswith('stages.'):
         return _part(name, 1) + 1
@@ -82,13 +72,8 @@ def swin_v2_layer_id(name: str, num_layers: int,
     As :func:`swin_layer_id`, except that a stage's downsample runs before
     its blocks, so it shares the id of the stage's first block.
 
-    Args:
-        name: Parameter name relative to the backbone.
-        num_layers: The ``num_layers`` in effect.
-        depths: Blocks per stage, e.g. ``[2, 2, 6, 2]``.
-
-    Returns:
-        int: The layer id.
+    A rule (:data:`~layerdecay_plugin.rules.common.IdRule`); ``depths``:
+    blocks per stage, e.g. ``[2, 2, 6, 2]``.
     """
     if name.startswith(_EMBED):
         return 0

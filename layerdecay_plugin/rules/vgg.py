@@ -26,14 +26,9 @@ _FEATURE = re.compile(r'^features\.(\d+)\.')
 def vgg_layer_id(name: str, num_layers: int, depths: Sequence[int]) -> int:
     """Layer id of an ``SSDVGG`` parameter.
 
-    Args:
-        name: Parameter name relative to the backbone, e.g.
-            ``'features.7.weight'``.
-        num_layers: The ``num_layers`` in effect.
-        depths: Sorted ``features`` indices of the convolutions.
-
-    Returns:
-        int: The layer id.
+    A rule (:data:`~layerdecay_plugin.rules.common.IdRule`) on names such
+    as ``'features.7.weight'``; ``depths``: sorted ``features`` indices of
+    the convolutions.
     """
     match = _FEATURE.match(name)
     if not match:
@@ -53,13 +48,8 @@ def vgg_stage_id(name: str, num_layers: int, depths: Sequence[int]) -> int:
     """Stage id of an ``SSDVGG`` parameter: the stage of its convolution,
     from 0.
 
-    Args:
-        name: Parameter name relative to the backbone.
-        num_layers: The ``num_layers`` in effect.
-        depths: Sorted ``features`` indices of the convolutions.
-
-    Returns:
-        int: The stage id.
+    A rule (:data:`~layerdecay_plugin.rules.common.IdRule`); ``depths``:
+    sorted ``features`` indices of the convolutions.
     """
     if not _FEATURE.match(name):
         return num_layers + 1

@@ -57,13 +57,8 @@ def vit_layer_id(name: str, num_layers: int, depths: Sequence[int] = ()) -> int:
     last layer (``num_layers``), anything else is ``num_layers + 1``. A
     plain ViT has one block per stage, so ``stage_wise`` is the same.
 
-    Args:
-        name: Parameter name relative to the backbone.
-        num_layers: The ``num_layers`` in effect.
-        depths: Unused; part of the common rule signature.
-
-    Returns:
-        int: The layer id.
+    A rule (:data:`~layerdecay_plugin.rules.common.IdRule`); ``depths``
+    unused.
     """
     return _vit_id(name, num_layers, 'layers.', ('ln1.', 'ln2.'))
 
@@ -75,13 +70,8 @@ def vit_blocks_layer_id(name: str, num_layers: int,
     As :func:`vit_layer_id`, with blocks ``blocks.i`` and final norms
     ``norm``/``fc_norm``.
 
-    Args:
-        name: Parameter name relative to the backbone.
-        num_layers: The ``num_layers`` in effect.
-        depths: Unused; part of the common rule signature.
-
-    Returns:
-        int: The layer id.
+    A rule (:data:`~layerdecay_plugin.rules.common.IdRule`); ``depths``
+    unused.
     """
     return _vit_id(name, num_layers, 'blocks.', ('norm.', 'fc_norm.'))
 
@@ -94,13 +84,8 @@ def blocks_stage_id(name: str, num_layers: int,
     ``depths``), the final norm ``norm``/``fc_norm`` goes with the last
     stage (``num_layers``), anything else is ``num_layers + 1``.
 
-    Args:
-        name: Parameter name relative to the backbone.
-        num_layers: The ``num_layers`` in effect.
-        depths: Blocks per stage, e.g. ``[2, 3, 11]``.
-
-    Returns:
-        int: The stage id.
+    A rule (:data:`~layerdecay_plugin.rules.common.IdRule`); ``depths``:
+    blocks per stage, e.g. ``[2, 3, 11]``.
     """
     if name.startswith('blocks.'):
         return stage_of_block(_part(name, 1), depths) + 1
