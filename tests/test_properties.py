@@ -130,7 +130,7 @@ def test_invariants(spec, decay_rate, extra_layers, decay_type):
     cfg = dict(decay_rate=decay_rate, decay_type=decay_type)
     if extra_layers is not None:
         from layerdecay_plugin.backbones.depths import backbone_depths
-from layerdecay_plugin.backbones.resolve import spec_for
+        from layerdecay_plugin.backbones.resolve import spec_for
         found = spec_for(model.backbone)
         cfg['num_layers'] = found.rules.min_num_layers(
             backbone_depths(model.backbone, found), decay_type) + extra_layers
