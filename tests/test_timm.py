@@ -265,6 +265,36 @@ def test_frozen_parameters_change_nothing():
     assert len(after) < len(before)
 
 
+class _Infixed(nn.Module):
+    """Stands for FSDP around a bare timm model: the names gain
+    ``_fsdp_wrapped_module.`` and attributes (``group_matcher``) are
+    forwarded, so the model is its own matcher's reference."""
+
+    def __init__(self, module):
+        super().__init__()
+        self._fsdp_wrapped_module = module
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._fsdp_wrapped_module, name)
+
+    def forward(self, *args):
+        return self._fsdp_wrapped_module(*args)
+
+
+def test_a_wrapped_bare_model_keeps_its_matcher_ids():
+    """A bare timm model under FSDP: its own names carry the wrapper's
+    infix, and the matcher's ids must still reach every block (they fell
+    back to the forward order for all, issue #22's gpu_check)."""
+    model = timm.create_model('convnext_atto', pretrained=False)
+    bare, _ = constructor_ids(model, 'layer_wise')
+    wrapped, _ = constructor_ids(_Infixed(model), 'layer_wise')
+    assert {n.replace('_fsdp_wrapped_module.', ''): i
+            for n, i in wrapped.items()} == bare
+
+
 def test_norm_pre_runs_first_so_it_is_not_with_the_last_block():
     """timm 1.0.29's ViT matcher put a CLIP-style ViT's `norm_pre` with the
     last block (`^norm`, previous group), though it runs before the first

@@ -5,9 +5,10 @@ cut short still leaves what it measured):
 
 1. A timm ViT and a timm ConvNeXt, each inside a tiny detector-like module
    (``backbone`` + a linear head), get layer decay through mmengine's
-   ``build_optim_wrapper`` (``constructor='LayerDecayOptimWrapperConstructor'``,
-   ``decay_rate=0.75``) and train a few steps on one device, then under FSDP
-   (``use_orig_params=True``, one FSDP unit per timm block) in
+   ``build_optim_wrapper`` (``constructor=
+   'LayerDecayPluginConstructor'``, ``decay_rate=0.75``) and train a
+   few steps on one device, then under FSDP (``use_orig_params=True``, one
+   FSDP unit per timm block) in
    ``torchrun --nproc_per_node=N`` processes. The groups (names, lr,
    weight_decay, lr_scale, param_names) of both are checked equal to those
    the constructor builds on the unwrapped model.
@@ -16,7 +17,10 @@ cut short still leaves what it measured):
    the two optimizers are timed alternately in one run
    (``torch.cuda.synchronize()`` around each step); medians, quartiles,
    min/max and the ratio of medians. A ratio above 1.05 is flagged
-   ("ratio > 1.05: see issue #22 item 2").
+   ("ratio > 1.05: see issue #22 item 2"). With foreach, the plugin's
+   ``OnePassAdamW`` (all groups in one multi-tensor pass) is timed in the
+   same rotation, and checked to give bit-identical parameters and state
+   to torch's AdamW with the same groups after a few steps.
 3. The light test tier (``pytest --confcutdir=tests/light tests/light``) in a
    subprocess with CUDA visible, so the tests that can use it do; pass/fail
    counts are recorded (``--skip-light`` leaves it out).
@@ -25,8 +29,9 @@ cut short still leaves what it measured):
 ``convnext_tiny``, bf16 ``AmpOptimWrapper``, NCCL, one process per GPU.
 ``--device cpu`` runs the same code paths with ``vit_tiny_patch16_224`` and
 ``convnext_atto``, float32 ``OptimWrapper`` (mmengine's AmpOptimWrapper needs
-a GPU), gloo with 2 processes, fused AdamW only where torch can do it on the
-CPU; ``tests/light/test_light_gpu_check.py`` runs it that way.
+a GPU), gloo with 2 processes, one thread a process, fused AdamW only where
+torch can do it on the CPU; ``tests/light/test_light_gpu_check.py`` runs it
+that way.
 
 Outputs in ``--out`` (default ``work_dirs/gpu_check``): ``gpu_check.json``
 and ``gpu_check.md``; the exit status is non-zero when a check failed (a
@@ -45,6 +50,7 @@ mmdet/mmcv/mmpretrain), so it runs in the light venvs that have timm too.
 import argparse
 import datetime
 import json
+import logging
 import math
 import os
 import platform
@@ -104,7 +110,7 @@ def wrapper_cfg(device: str, fsdp: bool = False, **optimizer: Any) -> dict:
     """The optim_wrapper config: bf16 AMP on CUDA, float32 on the CPU."""
     cfg = dict(
         type='OptimWrapper',
-        constructor='LayerDecayOptimWrapperConstructor',
+        constructor='LayerDecayPluginConstructor',
         optimizer=dict(type='AdamW', lr=LR, weight_decay=WEIGHT_DECAY,
                        **optimizer),
         paramwise_cfg=dict(decay_rate=DECAY_RATE, backbone_attr='backbone'))
@@ -115,10 +121,33 @@ def wrapper_cfg(device: str, fsdp: bool = False, **optimizer: Any) -> dict:
     return cfg
 
 
-def build_wrapper(model: nn.Module, cfg: dict):
+class Warnings(logging.Handler):
+    """Collects the warnings mmengine's logger gets (the constructor's)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.messages: List[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage()[:500])
+
+
+def build_wrapper(model: nn.Module, cfg: dict,
+                  warnings: Optional[list] = None):
+    """mmengine's ``build_optim_wrapper``; the warnings the constructor logs
+    are appended to ``warnings``."""
     import layerdecay_plugin  # noqa: F401  (registers the constructor)
+    from mmengine.logging import MMLogger
     from mmengine.optim import build_optim_wrapper
-    return build_optim_wrapper(model, cfg)
+    logger = MMLogger.get_current_instance()
+    handler = Warnings()
+    logger.addHandler(handler)
+    try:
+        return build_optim_wrapper(model, cfg)
+    finally:
+        logger.removeHandler(handler)
+        if warnings is not None:
+            warnings.extend(handler.messages)
 
 
 def groups_of(optimizer: torch.optim.Optimizer) -> List[dict]:
@@ -192,6 +221,11 @@ def train(model: nn.Module, optim_wrapper, size: int, steps: int,
                 median_step_s=statistics.median(seconds) if seconds else None)
 
 
+def error_text(exc: BaseException) -> str:
+    """A failure as one line for the report (the run goes on)."""
+    return f'{type(exc).__name__}: {exc}'.replace('\n', ' ')[:1000]
+
+
 def sync(device: torch.device) -> None:
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
@@ -199,14 +233,23 @@ def sync(device: torch.device) -> None:
 
 def single_device(key: str, arch: str, size: int, args,
                   expected: List[dict]) -> dict:
+    try:
+        return _single_device(arch, size, args, expected)
+    except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
+        return dict(error=error_text(exc))
+
+
+def _single_device(arch: str, size: int, args, expected: List[dict]) -> dict:
     device = torch.device(args.device)
     torch.manual_seed(0)
     model = Net(arch).to(device)
-    wrapper = build_wrapper(model, wrapper_cfg(args.device))
+    warnings: List[str] = []
+    wrapper = build_wrapper(model, wrapper_cfg(args.device), warnings)
     found = groups_of(wrapper.optimizer)
     result = dict(wrapper=type(wrapper).__name__,
                   groups_equal=found == expected,
-                  group_diff=group_diff(expected, found))
+                  group_diff=group_diff(expected, found),
+                  constructor_warnings=warnings)
     result.update(train(model, wrapper, size, args.train_steps, device,
                         args.batch))
     result['groups_equal_after_training'] = \
@@ -214,7 +257,7 @@ def single_device(key: str, arch: str, size: int, args,
     return result
 
 
-# -- FSDP: this script again, under torchrun -----------------------------------
+# -- FSDP: this script again, under torchrun ----------------------------------
 
 
 def fsdp_worker(args) -> None:
@@ -241,23 +284,33 @@ def fsdp_worker(args) -> None:
         torch.manual_seed(0)
         model = FSDP(Net(arch), device_id=device, use_orig_params=True,
                      auto_wrap_policy=ModuleWrapPolicy({block}))
-        wrapper = build_wrapper(model, wrapper_cfg(args.device, fsdp=True))
-        groups = groups_of(wrapper.optimizer)
-        result = dict(wrapper=type(wrapper).__name__, groups=groups)
-        result.update(train(model, wrapper, size, args.train_steps, device,
-                            args.batch, seed=rank))
-        result['groups_equal_after_training'] = \
-            groups_of(wrapper.optimizer) == groups
+        warnings: List[str] = []
+        try:
+            wrapper = build_wrapper(model,
+                                    wrapper_cfg(args.device, fsdp=True),
+                                    warnings)
+            groups = groups_of(wrapper.optimizer)
+            result = dict(wrapper=type(wrapper).__name__, groups=groups,
+                          constructor_warnings=warnings)
+            result.update(train(model, wrapper, size, args.train_steps,
+                                device, args.batch, seed=rank))
+            result['groups_equal_after_training'] = \
+                groups_of(wrapper.optimizer) == groups
+            del wrapper
+        except Exception as exc:  # noqa: BLE001 - the same on every rank
+            result = dict(error=error_text(exc), groups=None,
+                          constructor_warnings=warnings)
         # Every rank must have built the same groups and trained.
         everyone: List[Any] = [None] * world
         dist.all_gather_object(everyone, result)
         found[key] = dict(
             everyone[0], ranks=world,
-            same_groups_on_all_ranks=all(r['groups'] == groups
+            same_groups_on_all_ranks=all(r['groups'] == result['groups']
                                          for r in everyone),
-            all_ranks_finite=all(r['finite'] for r in everyone),
-            all_ranks_changed=all(r['params_changed'] for r in everyone))
-        del model, wrapper
+            all_ranks_finite=all(r.get('finite') for r in everyone),
+            all_ranks_changed=all(r.get('params_changed')
+                                  for r in everyone))
+        del model
     if rank == 0:
         Path(args.fsdp_worker).write_text(json.dumps(found))
     dist.barrier()
@@ -304,9 +357,10 @@ def under_fsdp(args, nproc: int, expected: Dict[str, List[dict]]) -> dict:
                                 output_tail=output[-4000:])
             continue
         groups = worker.pop('groups')
-        worker.update(nproc=nproc, backend=backend,
-                      groups_equal=groups == expected[key],
-                      group_diff=group_diff(expected[key], groups))
+        worker.update(nproc=nproc, backend=backend)
+        if groups is not None:
+            worker.update(groups_equal=groups == expected[key],
+                          group_diff=group_diff(expected[key], groups))
         results[key] = worker
     for result in results.values():
         result['seconds_all_models'] = round(seconds, 1)
@@ -316,7 +370,7 @@ def under_fsdp(args, nproc: int, expected: Dict[str, List[dict]]) -> dict:
     return results
 
 
-# -- the optimizer step benchmark ----------------------------------------------
+# -- the optimizer step benchmark ---------------------------------------------
 
 
 def fused_support(device: str) -> Optional[str]:
@@ -347,9 +401,36 @@ def timed_step(optimizer: torch.optim.Optimizer,
     return time.perf_counter() - start
 
 
+def one_pass_equal(model: nn.Module, groups: List[dict],
+                   steps: int = 5) -> bool:
+    """``OnePassAdamW`` over ``groups`` gives the parameters and state of
+    ``torch.optim.AdamW`` (foreach) over the same groups, bit for bit."""
+    from layerdecay_plugin import OnePassAdamW
+    index = {id(p): i for i, p in enumerate(model.parameters())}
+    originals = list(model.parameters())
+    results = []
+    for cls in (torch.optim.AdamW, OnePassAdamW):
+        copies = [p.detach().clone().requires_grad_() for p in originals]
+        optimizer = cls([dict(g, params=[copies[index[id(p)]]
+                                         for p in g['params']])
+                         for g in groups], foreach=True)
+        gen = torch.Generator(device=originals[0].device).manual_seed(0)
+        for _ in range(steps):
+            for p in copies:
+                p.grad = torch.randn(p.shape, generator=gen, device=p.device,
+                                     dtype=p.dtype)
+            optimizer.step()
+        results.append((copies, optimizer.state_dict()['state']))
+    (a, state_a), (b, state_b) = results
+    return all(torch.equal(x, y) for x, y in zip(a, b)) and all(
+        torch.equal(state_a[k][n], state_b[k][n])
+        for k in state_a for n in state_a[k])
+
+
 def bench_pair(model: nn.Module, impl: str, args) -> dict:
     """AdamW ``impl`` ('foreach' or 'fused'): layer-decay groups vs one
-    group over the same parameters and gradients, timed alternately."""
+    group over the same parameters and gradients, timed alternately; with
+    foreach also ``OnePassAdamW`` over the layer-decay groups."""
     from mmengine.optim import DefaultOptimWrapperConstructor
 
     device = torch.device(args.device)
@@ -362,20 +443,30 @@ def bench_pair(model: nn.Module, impl: str, args) -> dict:
                                                         **flags)).optimizer,
         'one_group': DefaultOptimWrapperConstructor(plain)(model).optimizer,
     }
+    if impl == 'foreach':
+        cfg = wrapper_cfg('cpu', **flags)
+        cfg['optimizer']['type'] = 'OnePassAdamW'
+        optimizers['one_pass'] = build_wrapper(model, cfg).optimizer
     for optimizer in optimizers.values():
         for _ in range(args.warmup):  # allocates the state, warms kernels
             optimizer.step()
     times: Dict[str, List[float]] = {k: [] for k in optimizers}
     order = list(optimizers)
     for step in range(args.steps):
-        # Alternate which goes first, so drift hits both alike.
-        for key in (order if step % 2 == 0 else order[::-1]):
+        # Rotate which goes first, so drift hits all alike.
+        shift = step % len(order)
+        for key in order[shift:] + order[:shift]:
             times[key].append(timed_step(optimizers[key], device))
-    result = {k: stats(v) for k, v in times.items()}
+    result: Dict[str, Any] = {k: stats(v) for k, v in times.items()}
     result['groups'] = len(optimizers['layer_decay'].param_groups)
     result['ratio'] = (result['layer_decay']['median_ms'] /
                        result['one_group']['median_ms'])
     result['over_limit'] = result['ratio'] > RATIO_LIMIT
+    if 'one_pass' in optimizers:
+        result['one_pass_ratio'] = (result['one_pass']['median_ms'] /
+                                    result['one_group']['median_ms'])
+        result['one_pass_equal'] = one_pass_equal(
+            model, optimizers['layer_decay'].param_groups)
     return result
 
 
@@ -393,9 +484,14 @@ def benchmark(args) -> dict:
             arch=arch, tensors=len(params),
             elements=sum(p.numel() for p in params), steps=args.steps,
             warmup=args.warmup)
-        entry['foreach'] = bench_pair(model, 'foreach', args)
-        entry['fused'] = (dict(skipped=fused_skip) if fused_skip else
-                          bench_pair(model, 'fused', args))
+        for impl in ('foreach', 'fused'):
+            if impl == 'fused' and fused_skip:
+                entry[impl] = dict(skipped=fused_skip)
+                continue
+            try:
+                entry[impl] = bench_pair(model, impl, args)
+            except Exception as exc:  # noqa: BLE001 - recorded
+                entry[impl] = dict(error=error_text(exc))
         results[key] = entry
         del model, params
         if device.type == 'cuda':
@@ -403,15 +499,16 @@ def benchmark(args) -> dict:
     return results
 
 
-# -- the light tier --------------------------------------------------------------
+# -- the light tier -----------------------------------------------------------
 
 
 def light_tier(args) -> dict:
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join(
         [str(ROOT)] + [p for p in [env.get('PYTHONPATH')] if p])
-    command = [sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider',
-               '--confcutdir=tests/light', 'tests/light']
+    command = [sys.executable, '-m', 'pytest', '-q', '-rfE', '--tb=short',
+               '-p', 'no:cacheprovider', '--confcutdir=tests/light',
+               'tests/light']
     start = time.perf_counter()
     try:
         done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True,
@@ -437,10 +534,12 @@ def light_tier(args) -> dict:
     result['ok'] = returncode == 0
     if not result['ok']:
         result['output_tail'] = output[-4000:]
+        # the whole output beside the report, for the failures' tracebacks
+        (Path(args.out) / 'light.log').write_text(output)
     return result
 
 
-# -- the report -------------------------------------------------------------------
+# -- the report ---------------------------------------------------------------
 
 
 def model_ok(entry: dict) -> bool:
@@ -457,7 +556,17 @@ def problems_of(report: dict) -> List[str]:
     for key, entry in report.get('models', {}).items():
         for where in ('single', 'fsdp'):
             if where in entry and not model_ok(entry[where]):
-                problems.append(f'{key} {where}: check failed')
+                error = entry[where].get('error')
+                problems.append(f'{key} {where}: ' +
+                                (error[:300] if error else 'check failed'))
+    for key, entry in report.get('benchmark', {}).items():
+        for impl in ('foreach', 'fused'):
+            if 'error' in entry.get(impl, {}):
+                problems.append(f'benchmark {key} {impl}: '
+                                f'{entry[impl]["error"][:300]}')
+            if entry.get(impl, {}).get('one_pass_equal') is False:
+                problems.append(f'benchmark {key} {impl}: OnePassAdamW '
+                                "differs from torch's AdamW")
     light = report.get('light')
     if light and not light.get('skipped') and not light.get('ok'):
         problems.append('light tier failed')
@@ -497,15 +606,30 @@ def markdown(report: dict) -> str:
                     f'| {entry["arch"]} | {label} | {r.get("wrapper", "—")} '
                     f'| {entry["groups"]} | {r.get("groups_equal")} '
                     f'| {losses or "—"} | {r.get("params_changed")} |')
-                for diff in r.get('group_diff') or []:
-                    lines.append(f'|  | difference: {diff} | | | | | |')
+                notes = [f'difference: {d}' for d in r.get('group_diff') or []]
+                if r.get('error'):
+                    notes.append(f'error: {r["error"]}')
+                notes += [f'constructor warning: {w}'
+                          for w in r.get('constructor_warnings') or []]
+                if r.get('output_tail'):
+                    errors = [line for line in r['output_tail'].splitlines()
+                              if 'Error' in line] or ['(see the JSON)']
+                    notes.append(f'workers exited {r.get("returncode")}: '
+                                 f'{errors[-1][:500]}')
+                for note in notes:
+                    note = note.replace('|', '\\|').replace('\n', ' ')
+                    lines.append(f'|  | {note} | | | | | |')
+        if any(e.get('fsdp', {}).get('nproc') == 1 for e in models.values()):
+            lines += ['', 'FSDP in one process shards nothing (torch uses '
+                      'NO_SHARD at world size 1): the groups are checked on '
+                      'the wrapped model, not across shards.']
         lines.append('')
     bench = report.get('benchmark', {})
     if bench:
         lines += [
             '## AdamW step: layer-decay groups vs one group', '',
-            'Milliseconds per step: median (IQR, min, max); the two '
-            'optimizers timed alternately in one run.', '',
+            'Milliseconds per step: median (IQR, min, max); the '
+            'optimizers timed in rotation in one run.', '',
             '| model | tensors | groups | impl | layer decay | one group '
             '| ratio of medians |', '|---|---|---|---|---|---|---|'
         ]
@@ -513,14 +637,25 @@ def markdown(report: dict) -> str:
         for key, entry in bench.items():
             for impl in ('foreach', 'fused'):
                 r = entry[impl]
-                if 'skipped' in r:
+                if 'skipped' in r or 'error' in r:
+                    why = (f'skipped: {r["skipped"]}' if 'skipped' in r else
+                           f'error: {r["error"]}').replace('|', '\\|')
                     lines.append(f'| {entry["arch"]} | {entry["tensors"]} | '
-                                 f'| {impl} | skipped: {r["skipped"]} | | |')
+                                 f'| {impl} | {why} | | |')
                     continue
                 lines.append(
                     f'| {entry["arch"]} | {entry["tensors"]} | {r["groups"]} '
                     f'| {impl} | {fmt_stats(r["layer_decay"])} '
                     f'| {fmt_stats(r["one_group"])} | {r["ratio"]:.3f} |')
+                if 'one_pass' in r:
+                    same = 'bit-identical to torch' if r['one_pass_equal'] \
+                        else 'DIFFERS from torch'
+                    lines.append(
+                        f'| {entry["arch"]} | {entry["tensors"]} | '
+                        f'{r["groups"]} | OnePassAdamW ({same}) '
+                        f'| {fmt_stats(r["one_pass"])} '
+                        f'| {fmt_stats(r["one_group"])} '
+                        f'| {r["one_pass_ratio"]:.3f} |')
                 if r['over_limit']:
                     flagged.append(f'{entry["arch"]} {impl}: ratio '
                                    f'{r["ratio"]:.3f}')
@@ -540,8 +675,8 @@ def markdown(report: dict) -> str:
             lines.append(f'skipped ({light["skipped"]})')
         else:
             lines.append(f'`{light["command"]}` (CUDA visible: '
-                         f'{light["cuda_visible"]}): {light["summary"]} '
-                         f'in {light["seconds"]} s, exit {light["returncode"]}')
+                         f'{light["cuda_visible"]}): {light["summary"]} in '
+                         f'{light["seconds"]} s, exit {light["returncode"]}')
         lines.append('')
     problems = report.get('problems') or []
     lines += ['## Verdict', '',
@@ -616,6 +751,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         print('gpu_check: no CUDA device here; use --device cpu',
               file=sys.stderr)
         return 2
+    if args.device == 'cpu':
+        # One thread: on a small shared machine (CI: 2 cores) a second
+        # thread makes the step times swing by seconds.
+        torch.set_num_threads(1)
     start = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -38,9 +38,9 @@ from ..errors import LayerDecayConfigError
 from ..rules import BackboneRules
 from ..rules.timm import (anchored_ids, compile_matcher, dense_ids,
                           fill_from_order, original_name, running_max)
-from ..sharding import clean_name
+from ..sharding import clean_name, unwrap
 from .auto import auto_layer_ids
-from .trace import first_calls, param_first_calls
+from .trace import first_calls, fsdp_units, param_first_calls
 from .types import BackboneSpec, class_path
 
 #: mmpretrain's wrapper of timm models.
@@ -143,7 +143,19 @@ def _dummy_shapes(model: nn.Module) -> List[Tuple[int, ...]]:
 def _forward_order(model: nn.Module
                    ) -> Tuple[Dict[str, int], Optional[Tuple[int, ...]]]:
     """Name -> first call of its module on a dummy input, and that input's
-    shape; registration order and None when no dummy input works."""
+    shape; registration order and None when no dummy input works, or when
+    the model holds FSDP units (which a dry run would break)."""
+    names = [clean_name(n) for n, _ in model.named_parameters()]
+    by_registration = {n: i for i, n in enumerate(names)}
+    units = fsdp_units(model)
+    if units:
+        print_log(
+            f'layer decay: the timm model {type(unwrap(model)).__name__} '
+            f'holds {len(units)} FSDP unit(s), which a run on a dummy input '
+            'would initialise outside training; placing the parameters its '
+            'group_matcher leaves out by registration order instead',
+            logger='current')
+        return by_registration, None
     for shape in _dummy_shapes(model):
         try:
             calls = param_first_calls(model, first_calls(model, shape))
@@ -155,8 +167,7 @@ def _forward_order(model: nn.Module
         f'dummy input {_dummy_shapes(model)} failed; placing the parameters '
         'its group_matcher leaves out by registration order instead',
         logger='current', level=logging.WARNING)
-    names = [clean_name(n) for n, _ in model.named_parameters()]
-    return {n: i for i, n in enumerate(names)}, None
+    return by_registration, None
 
 
 #: Largest share of a model's parameters its group_matcher may leave out;
@@ -209,7 +220,9 @@ class TimmGrouping:
             return self._all_from_order(decay_type, self.how)
         # Names as in the unwrapped model (FSDP units add infixes).
         names = [clean_name(n) for n, _ in self.model.named_parameters()]
-        known = {n for n, _ in self.reference.named_parameters()}
+        # The reference is the model itself when it carries a matcher, so
+        # its names may hold FSDP's infixes too.
+        known = {clean_name(n) for n, _ in self.reference.named_parameters()}
         original = {n: original_name(n, known) for n in names}
         grouping = compile_matcher(
             self.reference.group_matcher(coarse=_COARSE[decay_type]))

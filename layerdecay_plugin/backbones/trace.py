@@ -3,16 +3,30 @@ when each module first runs, for ``rules='auto'`` and for the timm models
 whose group_matcher leaves parameters out.
 
 The run is in eval mode, without gradients, its train/eval flags restored
-afterwards, so BatchNorm statistics and the random state are untouched.
+afterwards, so BatchNorm statistics and the random state are untouched. A
+backbone that holds FSDP units is never run: its forward would start FSDP's
+lazy initialisation outside training, with the units in the wrong roles, and
+the first training step would fail (torch: "Non-root FSDP instance's
+`_is_root` should not have been set yet").
 """
 from contextlib import contextmanager
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
+from torch.distributed.fsdp import FullyShardedDataParallel
 
 from ..errors import LayerDecayConfigError
 from .types import class_path
+
+
+def fsdp_units(module: nn.Module) -> List[str]:
+    """Names of the FSDP units in ``module`` (``''`` for itself): wrappers
+    of ``FullyShardedDataParallel`` and modules of ``fully_shard``, whose
+    classes torch names ``FSDP<class>``."""
+    return [name for name, m in module.named_modules()
+            if isinstance(m, FullyShardedDataParallel)
+            or type(m).__name__.startswith('FSDP')]
 
 
 def owned(module: nn.Module) -> List[str]:
@@ -45,8 +59,20 @@ def first_calls(backbone: nn.Module,
         its first call; modules that never ran are absent.
 
     Raises:
-        LayerDecayConfigError: If the forward pass fails, naming the shape.
+        LayerDecayConfigError: If the forward pass fails, naming the shape,
+            or the backbone holds FSDP units (see the module docstring).
     """
+    units = fsdp_units(backbone)
+    if units:
+        raise LayerDecayConfigError(
+            f"paramwise_cfg.rules='auto' would run backbone "
+            f'{class_path(type(backbone))} on a dummy input, but it holds '
+            f'{len(units)} FSDP unit(s) (e.g. {units[0] or "itself"!r}): '
+            "that run would start FSDP's lazy initialisation outside "
+            'training and break the first training step. Give it rules that '
+            "read names (a family's, e.g. rules='convnext', or your own "
+            '(regex, id) rules: docs/backbones.md), or build the optimizer '
+            'before wrapping the model.')
     names = {id(m): n for n, m in backbone.named_modules()}
     calls: Dict[str, int] = {}
 

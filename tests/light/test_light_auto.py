@@ -186,6 +186,32 @@ def test_numbered_attribute_blocks_inside_stages():
     assert ids['fc.weight'] == 5
 
 
+def test_a_backbone_with_fsdp_units_is_never_run(tmp_path):
+    """The dry run of rules='auto' on a backbone holding FSDP units would
+    start FSDP's lazy initialisation with an inner unit as root, and the
+    first training step then failed (seen on CUDA, issue #22's
+    gpu_check): it is refused by name, and the model still trains."""
+    import torch.distributed as dist
+    from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+    from layerdecay_plugin import LayerDecayConfigError
+
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path}/store',
+                            rank=0, world_size=1)
+    try:
+        backbone = ConvNormNet()
+        backbone.blocks[0] = FSDP(backbone.blocks[0], use_orig_params=True,
+                                  device_id=torch.device('cpu'))
+        model = FSDP(backbone, use_orig_params=True,
+                     device_id=torch.device('cpu'))
+        with pytest.raises(LayerDecayConfigError,
+                           match=r"FSDP unit\(s\) \(e.g. 'blocks.0'\)"):
+            auto_layer_ids(backbone, SHAPE)
+        model(torch.zeros(SHAPE)).sum().backward()
+    finally:
+        dist.destroy_process_group()
+
+
 def test_no_repeated_structure_one_id_per_module():
     backbone = PlainNet()
     assert find_blocks(backbone) == []
