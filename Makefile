@@ -33,3 +33,10 @@ test-compat:
 .PHONY: docs
 docs: setup
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+
+# The front page (quick start) and the configuration page of the built site, rendered by
+# headless Chromium at 1280 px into docs/_build/shots/*.png; fails if a page scrolls
+# sideways (tests/test_docs_render.py, which the test suite runs too).
+.PHONY: docs-shots
+docs-shots: docs
+	$(PY) tests/test_docs_render.py docs/_build/html docs/_build/shots

@@ -17,7 +17,7 @@ custom_imports = dict(
 
 optim_wrapper = dict(
     type='DeepSpeedOptimWrapper',
-    constructor='LayerDecayOptimWrapperConstructor')
+    constructor='LayerDecayPluginConstructor')
 
 runner_type = 'FlexibleRunner'
 strategy = dict(

@@ -50,7 +50,7 @@ param_scheduler = [
 # Merged into mmdet's: constructor and decay_rate are added, its optimizer,
 # clip_grad and custom_keys stay. ResNet-50: num_layers 16 inferred.
 optim_wrapper = dict(
-    constructor='LayerDecayOptimWrapperConstructor',
+    constructor='LayerDecayPluginConstructor',
     paramwise_cfg=dict(decay_rate=0.9))
 
 default_hooks = dict(

@@ -8,4 +8,4 @@ custom_imports = dict(
     imports=['mmpretrain.models', 'layerdecay_plugin'],
     allow_failed_imports=False)
 
-optim_wrapper = dict(constructor='LayerDecayOptimWrapperConstructor')
+optim_wrapper = dict(constructor='LayerDecayPluginConstructor')

@@ -58,7 +58,7 @@ param_scheduler = [
 
 optim_wrapper = dict(
     type='OptimWrapper',  # AmpOptimWrapper needs a GPU
-    constructor='LayerDecayOptimWrapperConstructor',
+    constructor='LayerDecayPluginConstructor',
     paramwise_cfg=dict(decay_rate=0.95, decay_type='layer_wise', num_layers=6),
     optimizer=dict(lr=2e-4))
 

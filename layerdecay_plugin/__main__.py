@@ -1,3 +1,4 @@
+"""``python -m layerdecay_plugin``: the commands of :mod:`.cli`."""
 import sys
 
 from .cli import main

@@ -7,24 +7,27 @@ checks of ids and ``num_layers`` (:mod:`.checks`), mmengine's own options
 (:mod:`.report`) and the resume guard (:mod:`.resume`).
 """
 import copy
-from typing import Dict, List, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional
 
 import torch.nn as nn
 from mmengine.dist import get_dist_info
 from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor
-from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
+from mmengine.registry import OPTIMIZERS
 
 from .backbones.resolve import find_backbone, resolve
 from .backbones.types import class_path
-from .checks.custom_keys import check_custom_keys
+from .checks.custom_keys import check_custom_keys, check_decay_given_back
 from .checks.ids import check_layer_ids
 from .checks.num_layers import choose_num_layers
+from .checks.schedule import report_schedule
 from .config import (LayerDecayCfg, check_against_rules, check_optimizer_cfg,
-                     parse_paramwise_cfg)
+                     optimizer_keys, parse_paramwise_cfg)
 from .grouping import GroupPlan, ParamInfo, plan_groups
 from .options import mmengine_options
+from .registry import register
 from .report import GroupRow, format_extra, log_group_table, table_title
+from .runner_context import runner_config
 from .resume import guard_resume, settings_record
 from .sharding import (Shape, checked_fsdp_shapes, clean_name, numel,
                        original_shape)
@@ -37,10 +40,6 @@ class _Build(NamedTuple):
     found: dict
 
 
-# Registered in mmengine's root registry: mmdet's, mmseg's and mmpretrain's
-# registries are its children, so the bare type name resolves under any of
-# their default scopes.
-@OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """Layer-wise learning-rate decay, a checked drop-in for mmdet's
     ``LearningRateDecayOptimizerConstructor``.
@@ -87,11 +86,16 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     def __init__(self,
                  optim_wrapper_cfg: dict,
                  paramwise_cfg: Optional[dict] = None):
-        self.layer_decay: LayerDecayCfg = parse_paramwise_cfg(paramwise_cfg)
+        optimizer = optim_wrapper_cfg.get('optimizer') \
+            if isinstance(optim_wrapper_cfg, dict) else None
+        optimizer_type = optimizer.get('type') \
+            if isinstance(optimizer, dict) else None
+        self.layer_decay: LayerDecayCfg = parse_paramwise_cfg(
+            paramwise_cfg, optimizer_keys(_optimizer_class(optimizer_type)),
+            getattr(optimizer_type, '__name__', optimizer_type))
         # Before the parent, which rejects a missing weight_decay with a
         # bare ValueError when a *_decay_mult is set.
-        if isinstance(optim_wrapper_cfg, dict):
-            check_optimizer_cfg(optim_wrapper_cfg.get('optimizer'))
+        check_optimizer_cfg(optimizer)
         super().__init__(optim_wrapper_cfg, paramwise_cfg)
         self._build: Optional[_Build] = None
 
@@ -110,7 +114,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         # replaces their lrs with the checkpoint's.
         guard_resume(optim_wrapper.optimizer,
                      settings_record(self.paramwise_cfg, self.base_lr,
-                                     self.base_wd),
+                                     self.base_wd, **build._build.found),
                      self.layer_decay.resume_mismatch)
         return optim_wrapper
 
@@ -160,9 +164,11 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                 return rule(name[len(head):], num_layers, depths)
             return num_layers + 1
 
-        if cfg.mmengine:
-            check_custom_keys(cfg.mmengine.get('custom_keys', {}),
-                              list(shapes), named)
+        custom_keys = cfg.mmengine.get('custom_keys', {})
+        check_custom_keys(custom_keys, list(shapes), named)
+        check_decay_given_back(custom_keys,
+                               [(n, len(shapes[n])) for n in named],
+                               cfg.no_decay_names, self.base_wd)
         options = mmengine_options(
             dict(self.optim_wrapper_cfg, optimizer=self.optimizer_cfg),
             cfg.mmengine, module, named, shapes)
@@ -174,6 +180,9 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         build.found.update(family=rules.name, num_layers=num_layers)
         if get_dist_info()[0] == 0:
             self._report(plan, shapes, rules.name, num_layers)
+            report_schedule(runner_config('param_scheduler'),
+                            {g.layer_id: g.lr_scale * self.base_lr
+                             for g in plan}, self.base_lr)
 
     def _report(self, plan: List[GroupPlan], shapes: Dict[str, Shape],
                 family: str, num_layers: int) -> None:
@@ -188,6 +197,23 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         log_group_table(rows, table_title(family, cfg.decay_type,
                                           cfg.decay_rate, num_layers,
                                           self.base_lr, self.base_wd))
+
+
+# In mmengine's root registry, as 'LayerDecayPluginConstructor' and, where
+# free, 'LayerDecayOptimWrapperConstructor' (registry.py): mmdet's, mmseg's,
+# mmpretrain's and mmpose's registries are its children, so the bare type
+# name resolves under any of their default scopes.
+register(LayerDecayOptimWrapperConstructor)
+
+
+def _optimizer_class(optimizer_type: Any) -> Any:
+    """The optimizer class a config's ``optimizer.type`` names, looked up
+    as mmengine's constructor looks it up; None where it is not found
+    (mmengine then reports it)."""
+    if not isinstance(optimizer_type, str):
+        return optimizer_type
+    with OPTIMIZERS.switch_scope_and_registry(None) as registry:
+        return registry.get(optimizer_type)
 
 
 def _to_param_group(plan: GroupPlan, named: dict) -> dict:

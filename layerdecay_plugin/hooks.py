@@ -1,16 +1,28 @@
-"""``LayerDecayLrHook``: the lr of each layer group in the training log.
+"""``LayerDecayLrHook``: the lr of each layer group in the training log,
+and the groups that trained in the run's log dir.
 
 mmengine's ``RuntimeInfoHook`` logs only the first param group's lr; with
 layer decay that is the stem's. This hook adds one ``layer_{id}_lr`` scalar
 per layer id (or only the lowest and highest), which the ``LoggerHook``
 prints and sends to every visualizer backend (TensorBoard, local, ...).
+When training starts (after any resume) it writes ``layer_decay.json`` next
+to the log: what the summary of the run reads.
 """
-from typing import Dict, Optional
+import json
+import os.path as osp
+from typing import Any, Dict, Optional
 
+from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS
 
-from .grouping import group_layer_id
+from .groupnames import group_layer_id, layer_lr_scalar
+from .report import group_data, record_title
+from .resume import record_of
+from .sharding import checked_fsdp_shapes, numel, original_shape
+
+#: The file :meth:`LayerDecayLrHook.before_train` writes in the log dir.
+RUN_FILE = 'layer_decay.json'
 
 
 def layer_lrs(param_groups) -> Dict[int, float]:
@@ -30,9 +42,38 @@ def layer_lrs(param_groups) -> Dict[int, float]:
     return dict(sorted(lrs.items()))
 
 
+def run_data(optimizer, model, iteration: int) -> Dict[str, Any]:
+    """What :data:`RUN_FILE` holds: the groups an optimizer has now.
+
+    Args:
+        optimizer (torch.optim.Optimizer): The optimizer that trains.
+        model (nn.Module): Its model (FSDP units keep the original shapes).
+        iteration: The iteration training starts at (0, or where a resume
+            continues).
+
+    Returns:
+        dict: ``iter``; ``record``, the settings the optimizer was built
+        with (``resume.record_of``, None for another constructor's);
+        ``title``, the table title those give (None without a record); and
+        ``groups`` (``report.group_data``), their lr_scale, lr and
+        ``initial_lr`` as they are after a resume: a resume with
+        ``resume_mismatch='keep_checkpoint'`` gives them the checkpoint's.
+    """
+    # DeepSpeed's ZeRO optimizer wraps the optimizer the constructor built
+    record = record_of(optimizer) or record_of(
+        getattr(optimizer, 'optimizer', None))
+    # our constructor refused FSDP's flat parameters already
+    shapes = checked_fsdp_shapes(model) if record is not None else {}
+    return dict(iter=iteration, record=record, title=record_title(record),
+                groups=group_data(optimizer.param_groups,
+                                  optimizer.defaults,
+                                  lambda p: numel(original_shape(p, shapes))))
+
+
 @HOOKS.register_module()
 class LayerDecayLrHook(Hook):
-    """Writes the lr of layer-decay groups to the message hub.
+    """Writes the lr of layer-decay groups to the message hub, and the groups
+    that train to ``<log_dir>/layer_decay.json``.
 
     Args:
         interval (int): Every how many training iterations. Defaults to 1
@@ -52,6 +93,16 @@ class LayerDecayLrHook(Hook):
         self.interval = interval
         self.layers = layers
 
+    def before_train(self, runner) -> None:
+        """Write :data:`RUN_FILE` (rank 0). mmengine calls this after
+        ``load_or_resume``: the groups are those that train."""
+        optimizer = getattr(runner.optim_wrapper, 'optimizer', None)
+        if optimizer is None or not is_main_process():
+            return  # e.g. an OptimWrapperDict: several optimizers
+        data = run_data(optimizer, runner.model, runner.iter)
+        with open(osp.join(runner.log_dir, RUN_FILE), 'w') as f:
+            json.dump(data, f, indent=1, default=repr)
+
     def before_train_iter(self,
                           runner,
                           batch_idx: int,
@@ -64,4 +115,5 @@ class LayerDecayLrHook(Hook):
             ids = sorted(lrs)
             lrs = {i: lrs[i] for i in (ids[0], ids[-1])}
         for layer_id, lr in lrs.items():
-            runner.message_hub.update_scalar(f'train/layer_{layer_id}_lr', lr)
+            runner.message_hub.update_scalar(
+                'train/' + layer_lr_scalar(layer_id), lr)

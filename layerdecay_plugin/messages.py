@@ -6,59 +6,97 @@ import os
 import re
 import sys
 import warnings
-from contextvars import ContextVar
-from typing import Iterator, Optional
+from typing import Iterator, List, Optional
 
-_CONFIG_FILE: ContextVar[Optional[str]] = ContextVar(
-    'layerdecay_config_file', default=None)
+from .runner_context import building_runner
+
 # Frames in these packages are never the place a user should look at.
 _LIBRARY_PACKAGES = ('mmengine', 'mmdet', 'mmpretrain', 'mmcv', 'torch',
                      'layerdecay_plugin')
 
 
-@contextlib.contextmanager
-def config_file(path: Optional[str]) -> Iterator[None]:
-    """Attribute config messages emitted inside the block to ``path``.
-
-    Args:
-        path: The config file being built (the CLI sets it; under a
-            ``Runner`` the runner's ``cfg.filename`` is found without it).
-    """
-    token = _CONFIG_FILE.set(path)
-    try:
-        yield
-    finally:
-        _CONFIG_FILE.reset(token)
-
-
-def warn_in_config(message: str, key: str) -> None:
-    """``UserWarning`` attributed to the config that sets ``key``.
-
-    The location is the config file (set by :func:`config_file`, or the
-    file of the ``Runner`` building the optimizer) at the first line naming
-    ``key``; without a config file, the first calling frame outside
-    mmengine, mmdet, torch and this package.
+class ConfigWarning(UserWarning):
+    """A ``UserWarning`` about a config key; it carries the key, so that
+    whoever knows the config file can point at the line that sets it
+    (:func:`warn_at_config`).
 
     Args:
         message: The warning text; it names the config key itself.
         key: The string to look for in the config file.
     """
-    path = _CONFIG_FILE.get() or _runner_config_file()
+
+    def __init__(self, message: str, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def warn_in_config(message: str, key: str) -> None:
+    """:class:`ConfigWarning` attributed to the config that sets ``key``.
+
+    Under mmengine's ``Runner`` (or ``FlexibleRunner``) the location is the
+    runner's config file at the first line naming ``key``; otherwise the
+    first calling frame outside mmengine, mmdet, torch and this package (a
+    caller that knows the config file re-attributes it:
+    :func:`config_warnings`).
+
+    Args:
+        message: The warning text; it names the config key itself.
+        key: The string to look for in the config file.
+    """
+    warning = ConfigWarning(message, key)
+    path = _runner_config_file()
     if path and os.path.isfile(path):
-        lineno = _line_of(path, key)
-        if lineno is None:
-            message += (f' (It is not in {os.path.basename(path)}: it comes '
-                        'from a _base_ config or --cfg-options.)')
-        warnings.warn_explicit(message, UserWarning, path, lineno or 1)
+        warn_at_config(warning, path)
         return
     frame = _user_frame()
     if frame is None:
-        warnings.warn(message, UserWarning, stacklevel=2)
+        warnings.warn(warning, stacklevel=2)
         return
-    warnings.warn_explicit(message, UserWarning, frame.f_code.co_filename,
+    warnings.warn_explicit(warning, ConfigWarning, frame.f_code.co_filename,
                            frame.f_lineno,
                            module=frame.f_globals.get('__name__'),
                            module_globals=frame.f_globals)
+
+
+def warn_at_config(warning: ConfigWarning, path: str) -> None:
+    """Emit ``warning`` at the first line of the config file ``path`` that
+    names its key (line 1, and a note saying where else it may come from,
+    when none does).
+
+    Args:
+        warning: The warning.
+        path: The config file (it exists).
+    """
+    lineno = _line_of(path, warning.key)
+    if lineno is None:
+        warning = ConfigWarning(
+            f'{warning} (It is not in {os.path.basename(path)}: it comes '
+            'from a _base_ config or --cfg-options.)', warning.key)
+    warnings.warn_explicit(warning, ConfigWarning, path, lineno or 1)
+
+
+@contextlib.contextmanager
+def config_warnings(path: str) -> Iterator[None]:
+    """Attribute the :class:`ConfigWarning` s emitted inside the block to
+    the config file ``path`` (:func:`warn_at_config`); other warnings are
+    emitted again as they were. For a caller that builds from a config
+    outside a ``Runner``: the inspect command.
+
+    Args:
+        path: The config file being built.
+    """
+    caught: List[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            yield
+    finally:
+        for item in caught:
+            if isinstance(item.message, ConfigWarning):
+                warn_at_config(item.message, path)
+            else:
+                warnings.warn_explicit(item.message, item.category,
+                                       item.filename, item.lineno,
+                                       source=item.source)
 
 
 def _line_of(path: str, key: str) -> Optional[int]:
@@ -71,18 +109,9 @@ def _line_of(path: str, key: str) -> Optional[int]:
 
 
 def _runner_config_file() -> Optional[str]:
-    # Under mmengine's Runner the optimizer is built inside
-    # Runner.build_optim_wrapper; its config file is the user's.
-    runner_mod = sys.modules.get('mmengine.runner.runner')
-    if runner_mod is None:
-        return None
-    frame = sys._getframe(1)
-    while frame is not None:
-        owner = frame.f_locals.get('self')
-        if isinstance(owner, runner_mod.Runner):
-            return getattr(owner.cfg, 'filename', None)
-        frame = frame.f_back
-    return None
+    """The config file of the runner building the optimizer, if any (why
+    the stack: see :mod:`.runner_context`)."""
+    return getattr(getattr(building_runner(), 'cfg', None), 'filename', None)
 
 
 def _is_library(filename: str) -> bool:
@@ -92,8 +121,14 @@ def _is_library(filename: str) -> bool:
 
 
 def _user_frame():
+    """The first calling frame outside the libraries, or None.
+
+    Why the stack: called from plain code (a script, a test) with no config
+    file, the warning belongs at the caller's line; how many library frames
+    lie in between (mmengine's builders, the constructor) varies, so no
+    fixed ``stacklevel`` finds it.
+    """
     frame = sys._getframe(1)
     while frame is not None and _is_library(frame.f_code.co_filename):
         frame = frame.f_back
     return frame
-

@@ -1,11 +1,15 @@
 """A compact, one-table summary of the param groups (instead of one log
-line per parameter), ordered by layer whatever the optimizer's order."""
-import contextlib
-from contextvars import ContextVar
-from typing import (Any, Iterable, Iterator, List, Mapping, NamedTuple,
+line per parameter), ordered by layer whatever the optimizer's order: the
+rows, the title above them, and the groups as plain data (what the inspect
+command and ``LayerDecayLrHook``'s ``layer_decay.json`` hold)."""
+import logging
+from typing import (Any, Callable, Dict, Iterable, List, Mapping, NamedTuple,
                     Optional, Sequence, Union)
 
 from mmengine.logging import print_log
+
+from .config import parse_paramwise_cfg
+from .groupnames import group_layer_id
 
 # Keys every layer-decay group has (initial_lr: added by lr schedulers);
 # anything else in a group is an option that can set two otherwise
@@ -14,11 +18,8 @@ STANDARD_GROUP_KEYS = frozenset(
     ('params', 'param_names', 'lr', 'weight_decay', 'lr_scale', 'group_name',
      'initial_lr'))
 
-
-# Set while a caller (the inspect CLI) prints its own table: the titles the
-# tables would have had, so that the caller can print the same header line.
-_TITLES: ContextVar[Optional[List[str]]] = ContextVar('layerdecay_titles',
-                                                      default=None)
+#: The start of every table title (:func:`table_title`).
+TITLE_START = 'layer decay: '
 
 
 class GroupRow(NamedTuple):
@@ -146,36 +147,94 @@ def format_group_table(rows: Iterable[GroupRow],
 
 
 def table_title(family: str, decay_type: str, decay_rate: float,
-                num_layers: int, base_lr: float, base_wd: float) -> str:
+                num_layers: Optional[int], base_lr: float,
+                base_wd: float) -> str:
     """The line above the group table: what made these groups."""
-    return (f'layer decay: {family}, {decay_type}, decay_rate='
+    return (f'{TITLE_START}{family}, {decay_type}, decay_rate='
             f'{decay_rate:g}, num_layers={num_layers}, base lr='
             f'{base_lr:g}, weight decay={base_wd:g}')
 
 
-def log_group_table(rows: Iterable[GroupRow], title: str) -> None:
-    """Log the table to the current mmengine logger, unless a caller is
-    printing its own (see :func:`table_not_logged`): then only its title is
-    kept for that caller."""
-    titles = _TITLES.get()
-    if titles is None:
-        print_log('\n' + format_group_table(rows, title), logger='current')
-    else:
-        titles.append(title)
+def record_title(record: Optional[Mapping[str, Any]],
+                 settings: Optional[Mapping[str, Any]] = None
+                 ) -> Optional[str]:
+    """The table title of the settings an optimizer was built with.
 
+    Args:
+        record: What ``resume.record_of(optimizer)`` gives (``paramwise_cfg``,
+            ``lr``, ``weight_decay``, ``family``, ``num_layers``), or None.
+        settings: Values that replace the record's: ``decay_rate``,
+            ``num_layers``, ``lr``, ``weight_decay`` (those that trained,
+            where they are not the record's).
 
-@contextlib.contextmanager
-def table_not_logged() -> Iterator[List[str]]:
-    """Skip :func:`log_group_table` inside the block; other log lines (the
-    inferred ``num_layers``, config notes) still appear.
-
-    Yields:
-        list[str]: The titles of the skipped tables (``layer decay: ConvNeXt,
-        layer_wise, decay_rate=...``), filled as they are skipped.
+    Returns:
+        str | None: The title the constructor logged above its table
+        (:func:`table_title`); None without a record (an optimizer that
+        another constructor built).
     """
-    titles: List[str] = []
-    token = _TITLES.set(titles)
-    try:
-        yield titles
-    finally:
-        _TITLES.reset(token)
+    if not record:
+        return None
+    paramwise = record.get('paramwise_cfg') or {}
+    # decay_type's default lives in the config's parser
+    parsed = parse_paramwise_cfg(
+        {k: paramwise[k] for k in ('decay_rate', 'decay_type')
+         if k in paramwise})
+    values = dict(decay_rate=parsed.decay_rate,
+                  num_layers=record.get('num_layers',
+                                        paramwise.get('num_layers')),
+                  lr=record['lr'], weight_decay=record['weight_decay'])
+    values.update(settings or {})
+    return table_title(record.get('family', '?'), parsed.decay_type,
+                       values['decay_rate'], values['num_layers'],
+                       values['lr'], values['weight_decay'])
+
+
+def group_data(param_groups: Sequence[Mapping[str, Any]],
+               defaults: Mapping[str, Any],
+               numel: Callable[[Any], int]) -> List[Dict[str, Any]]:
+    """An optimizer's param groups as plain data, in its order.
+
+    Args:
+        param_groups: ``optimizer.param_groups``.
+        defaults: ``optimizer.defaults`` (see :func:`group_extras`).
+        numel: Number of elements of a parameter (before any sharding).
+
+    Returns:
+        list[dict]: Per group ``group_name`` (``group_{index}`` for a group
+        without one), ``layer_id`` (None for groups not named
+        ``layer_{id}_...``), ``lr_scale``, ``lr``, ``initial_lr`` (where an
+        lr scheduler set it), ``weight_decay``, ``num_tensors``,
+        ``num_elements`` and ``extra`` (:func:`group_extras`).
+    """
+    out = []
+    for index, group in enumerate(param_groups):
+        name = str(group.get('group_name', f'group_{index}'))
+        data = dict(group_name=name, layer_id=group_layer_id(name),
+                    lr_scale=group.get('lr_scale', 1.0), lr=group['lr'])
+        if 'initial_lr' in group:
+            data['initial_lr'] = group['initial_lr']
+        data.update(weight_decay=group.get('weight_decay', 0.),
+                    num_tensors=len(group['params']),
+                    num_elements=sum(numel(p) for p in group['params']),
+                    extra=group_extras(group, defaults))
+        out.append(data)
+    return out
+
+
+def log_group_table(rows: Iterable[GroupRow], title: str) -> None:
+    """Log the table to the current mmengine logger, as one record (which
+    :class:`GroupTableFilter` recognises)."""
+    print_log('\n' + format_group_table(rows, title), logger='current')
+
+
+class GroupTableFilter(logging.Filter):
+    """Drops the records of :func:`log_group_table` and lets every other
+    one through (the inferred ``num_layers``, config notes): for a caller
+    that prints its own table, the inspect command, which adds it to the
+    current ``MMLogger`` while it builds the optimizer."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        lines = record.getMessage().split('\n', 3)
+        return not (len(lines) > 2 and lines[0] == '' and
+                    lines[1].startswith(TITLE_START) and
+                    lines[2].startswith('+-'))

@@ -1,5 +1,5 @@
-"""`python -m layerdecay_plugin CONFIG`: table, JSON and plot from real
-configs, ours and mmdet's."""
+"""`python -m layerdecay_plugin inspect CONFIG` (and the form without the
+command): table, JSON and plot from real configs, ours and mmdet's."""
 import json
 import logging
 import runpy
@@ -11,7 +11,9 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger
 
 from conftest import CONVNEXT_CONFIGS, ROOT
-from layerdecay_plugin.cli import main, missing_plugin_import
+from layerdecay_plugin.cli import main
+from layerdecay_plugin.cli.inspect import missing_plugin_import
+from layerdecay_plugin.registry import NAME
 
 GPU_CONFIG = ROOT / 'configs' / \
     'mask-rcnn_convnext-t-p4-w7_fpn_amp-ms-crop-3x_coco_layerdecay.py'
@@ -40,7 +42,7 @@ def test_project_config_table_json_plot(tmp_path, capsys):
     assert '| layer_' not in log.read_text()  # no second table in the log
     text = capsys.readouterr().out
     lines = text.splitlines()
-    title = lines.index(f'{GPU_CONFIG}: LayerDecayOptimWrapperConstructor')
+    title = lines.index(f'{GPU_CONFIG}: {NAME}')  # as the config names it
     # the header line the training log has above the same table
     assert lines[title + 1] == (
         'layer decay: ConvNeXt, layer_wise, decay_rate=0.95, num_layers=6, '
@@ -65,7 +67,7 @@ def test_project_config_table_json_plot(tmp_path, capsys):
 def test_mmdet_config_with_constructor_switched_and_mmdets_own(tmp_path):
     """Same groups whichever constructor builds them."""
     ours, theirs = tmp_path / 'ours.json', tmp_path / 'theirs.json'
-    main([str(MMDET_T), '--json', str(theirs)])
+    main(['inspect', str(MMDET_T), '--json', str(theirs)])
     main([str(MMDET_T), '--json', str(ours), '--cfg-options',
           'optim_wrapper.constructor=LayerDecayOptimWrapperConstructor',
           'custom_imports.imports=[mmpretrain.models,layerdecay_plugin]'])
@@ -166,13 +168,24 @@ def test_config_without_the_plugin_import_is_refused(tmp_path, capsys):
     (dict(custom_hooks=[dict(type='LayerDecayLrHook')],
           custom_imports=dict(imports=['layerdecay_plugin.hooks'])), None),
     (dict(optim_wrapper=dict(constructor='Other')), None),
+    (dict(optim_wrapper=dict(constructor='LayerDecayPluginConstructor',
+                             paramwise_cfg=dict(decay_rate=0.9))), 'error'),
+    (dict(optim_wrapper=dict(constructor='LayerDecayOptimWrapperConstructor',
+                             paramwise_cfg=dict(decay_rate=0.9))), 'error'),
+    # mmpose's ViTPose constructor has the shared class name
+    (dict(optim_wrapper=dict(constructor='LayerDecayOptimWrapperConstructor',
+                             paramwise_cfg=dict(layer_decay_rate=0.75,
+                                                num_layers=12))), None),
 ])
 def test_missing_plugin_import_cases(cfg, verdict):
     problem = missing_plugin_import(Config(cfg))
     if verdict is None:
         assert problem is None
     else:
-        assert problem.startswith(verdict) and 'custom_hooks' in problem
+        where = "optim_wrapper.constructor='{}'".format(
+            cfg['optim_wrapper']['constructor']) if 'optim_wrapper' in cfg \
+            else "custom_hooks=[dict(type='LayerDecayLrHook')]"
+        assert problem.startswith(verdict) and where in problem
 
 
 def test_custom_keys_warning_points_at_the_config(tmp_path, capsys):
@@ -181,15 +194,15 @@ def test_custom_keys_warning_points_at_the_config(tmp_path, capsys):
         '\n    paramwise_cfg=dict(decay_rate=0.9,\n'
         "        custom_keys={'nek': dict(lr_mult=2.)}))\n"))
     with pytest.warns(UserWarning, match=r"custom_keys\['nek'\]") as record:
-        assert main([config]) == 0
+        assert main(['inspect', config]) == 0
     assert (record[0].filename, record[0].lineno) == (config, 5)
     assert "Did you mean 'neck'" in str(record[0].message)
     assert 'layer_17_decay' in capsys.readouterr().out
 
 
 def test_unreadable_config_is_a_message_and_exit_1(tmp_path, capsys):
-    """docs/troubleshooting.md's 'Duplicate key' entry: two bases defining the same
-    keys."""
+    """docs/troubleshooting.md's 'Duplicate key' entry: two bases defining
+    the same keys."""
     demo = ROOT / 'configs' / \
         'mask-rcnn_convnext-t-p4-w7_fpn_layerdecay_shapes-demo-cpu.py'
     swin = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'

@@ -35,11 +35,11 @@ fence (invisible on GitHub and in the built site), or by the default:
     ``python PATH ...`` need the script; ``python -m layerdecay_plugin``
     / ``layerdecay-inspect`` arguments are parsed by the CLI's own parser
     (which also checks that the config file exists); ``tools/train.py``
-    arguments by train.py's parser; ``torchrun`` / ``python -m
-    torch.distributed.run`` by torch's parser, then the script as above;
-    ``python -m pytest`` needs the test files it names; ``pip install
-    PATH`` needs ``PATH`` to be a project; ``bash``, ``source`` and ``cd``
-    need their path. Any other command fails the test (teach this file
+    and ``tools/gpu_check.py`` arguments by their parsers; ``torchrun`` /
+    ``python -m torch.distributed.run`` by torch's parser, then the script
+    as above; ``python -m pytest`` needs the test files it names; ``pip
+    install PATH`` needs ``PATH`` to be a project; ``bash``, ``source`` and
+    ``cd`` need their path. Any other command fails the test (teach this file
     about it first).
 ``<!-- test: run -->``  (```bash)
     Checked as above, then the block is run by ``bash -euo pipefail`` with
@@ -175,8 +175,9 @@ def check_config(block: Block, tmp_path: Path) -> None:
     inner = optim_wrapper.get('paramwise_cfg')
     # Ours needs a paramwise_cfg (None is an error); another constructor's
     # is checked only where it sets layer decay.
-    if optim_wrapper.get('constructor') == \
-            'LayerDecayOptimWrapperConstructor' or (
+    if optim_wrapper.get('constructor') in (
+            'LayerDecayPluginConstructor',
+            'LayerDecayOptimWrapperConstructor') or (
                 inner is not None and 'decay_rate' in inner):
         paramwise.append(inner)
     for one in paramwise:
@@ -261,11 +262,22 @@ def check_train(args: List[str]) -> None:
     parse_with(train.parse_args, ['tools/train.py'] + args)
 
 
+def check_gpu_check(args: List[str]) -> None:
+    sys.path.insert(0, str(ROOT / 'tools'))
+    try:
+        import gpu_check
+    finally:
+        sys.path.remove(str(ROOT / 'tools'))
+    parse_with(lambda: gpu_check.parse_args(), ['tools/gpu_check.py'] + args)
+
+
 def check_script(args: List[str]) -> None:
     script = args[0]
     assert (ROOT / script).is_file(), f'no script {script}'
     if Path(script) == Path('tools/train.py'):
         check_train(args[1:])
+    if Path(script) == Path('tools/gpu_check.py'):
+        check_gpu_check(args[1:])
 
 
 def check_torchrun(args: List[str]) -> None:

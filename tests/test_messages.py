@@ -11,7 +11,7 @@ from mmengine.runner import Runner
 
 from conftest import ROOT, _register, our_groups
 from layerdecay_plugin.checks.custom_keys import check_custom_keys
-from layerdecay_plugin.messages import config_file
+from layerdecay_plugin.messages import ConfigWarning, config_warnings
 
 ALL = ['backbone.stem.weight', 'backbone.stages.0.norm.weight',
        'neck.conv.weight']
@@ -57,14 +57,21 @@ def test_frozen_only_and_absent_standard_names_are_info(log):
 
 
 def test_warning_points_at_the_config_line(tmp_path):
+    """A caller that knows the config file (the inspect command) gets the
+    warnings of the block at the line naming the key; other warnings as
+    they were."""
     config = tmp_path / 'my_config.py'
     config.write_text('a = 1\ncustom_keys = {\n    "nek": dict(lr_mult=2.)}\n')
-    with pytest.warns(UserWarning) as record, config_file(str(config)):
+    with pytest.warns(UserWarning) as record, config_warnings(str(config)):
         check_custom_keys(['nek', 'heda'], ALL, TRAINABLE)
-    nek, heda = record
+        line = inspect.currentframe().f_lineno + 1
+        warnings.warn('not about the config', UserWarning)
+    nek, heda, other = record
     assert (nek.filename, nek.lineno) == (str(config), 3)
+    assert nek.category is ConfigWarning and nek.message.key == 'nek'
     assert heda.filename == str(config)
     assert 'comes from a _base_ config' in str(heda.message)
+    assert (other.filename, other.lineno) == (__file__, line)
 
 
 def test_constructor_warns_from_the_users_code(toy_detector):

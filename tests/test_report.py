@@ -3,13 +3,16 @@ import logging
 import re
 import warnings
 
+import torch
 from mmengine.config import Config
-from mmengine.logging import MMLogger
+from mmengine.logging import MMLogger, print_log
 
 from conftest import MMDET_CONFIGS, build_detector, our_groups
-from layerdecay_plugin.report import (GroupRow, format_extra,
-                                      format_group_table, group_extras,
-                                      sort_rows)
+from layerdecay_plugin.report import (GroupRow, GroupTableFilter,
+                                      format_extra, format_group_table,
+                                      group_data, group_extras,
+                                      log_group_table, record_title,
+                                      sort_rows, table_title)
 
 SWIN = 'swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
 
@@ -151,3 +154,56 @@ def test_mmdet_swin_config_table_and_no_warning(tmp_path):
                                tmp_path)
     assert "custom_keys['absolute_pos_embed']: this model has no" in log
     twins_show_their_difference(groups, log)
+
+
+def test_table_filter_drops_the_table_only(tmp_path):
+    """What the inspect command adds to the logger while it builds: the
+    constructor's table goes, its other lines stay."""
+    logger = MMLogger.get_instance('layerdecay-report-filter',
+                                   log_file=str(tmp_path / 'log.txt'),
+                                   log_level=logging.INFO)
+    rows = [GroupRow('layer_0_decay', 0, 0.5, 5e-5, 0.05, 3, 12)]
+    title = table_title('ConvNeXt', 'layer_wise', 0.9, 6, 1e-4, 0.05)
+    table_filter = GroupTableFilter()
+    logger.addFilter(table_filter)
+    log_group_table(rows, title)
+    print_log('layer decay: num_layers not set, inferred 6', logger='current')
+    logger.removeFilter(table_filter)
+    log_group_table(rows, title)
+    for handler in logger.handlers:
+        handler.flush()
+    log = (tmp_path / 'log.txt').read_text()
+    assert log.count('| layer_0_decay ') == 1
+    assert 'num_layers not set, inferred 6' in log
+
+
+def test_record_title_is_the_constructors_title():
+    record = dict(paramwise_cfg=dict(decay_rate=0.9, custom_keys={}),
+                  lr=1e-4, weight_decay=0.05, family='ConvNeXt',
+                  num_layers=6)
+    title = table_title('ConvNeXt', 'layer_wise', 0.9, 6, 1e-4, 0.05)
+    assert record_title(record) == title
+    assert record_title(record, dict(decay_rate=0.7, lr=2e-4)) == \
+        title.replace('0.9', '0.7').replace('0.0001', '0.0002')
+    record['paramwise_cfg']['decay_type'] = 'stage_wise'
+    assert ', stage_wise, ' in record_title(record)
+    assert record_title(None) is None
+
+
+def test_group_data_of_an_optimizer():
+    weight, bias = torch.nn.Parameter(torch.ones(3, 4)), \
+        torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.AdamW([
+        dict(params=[weight], group_name='layer_2_decay', lr_scale=0.5,
+             lr=5e-5, weight_decay=0.05, lr_mult=0.1),
+        dict(params=[bias], weight_decay=0.)], lr=1e-4)
+    optimizer.param_groups[0]['initial_lr'] = 5e-5
+    first, second = group_data(optimizer.param_groups, optimizer.defaults,
+                               lambda p: p.numel())
+    assert first == dict(group_name='layer_2_decay', layer_id=2,
+                         lr_scale=0.5, lr=5e-5, initial_lr=5e-5,
+                         weight_decay=0.05, num_tensors=1, num_elements=12,
+                         extra=dict(lr_mult=0.1))
+    assert second == dict(group_name='group_1', layer_id=None, lr_scale=1.0,
+                          lr=1e-4, weight_decay=0., num_tensors=1,
+                          num_elements=3, extra={})

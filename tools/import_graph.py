@@ -19,13 +19,13 @@ MAX_LINES = 350
 #: The pipeline, bottom to top: a module may import only from its own
 #: layer or the ones below it (the first prefix that matches decides).
 LAYERS: Tuple[Tuple[str, ...], ...] = (
-    ('errors', ),
+    ('errors', 'one_pass_adamw'),
     ('rules', ),
     ('sharding', 'groupnames'),
     ('backbones.types', 'backbones.depths', 'backbones.families'),
     ('config', ),
     ('backbones', ),
-    ('messages', 'checks'),
+    ('runner_context', 'messages', 'checks'),
     ('options', 'grouping', 'report'),
     ('resume', 'registry'),
     ('constructor', 'hooks'),

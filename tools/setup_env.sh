@@ -4,7 +4,9 @@
 # compiled without debug information (-O3 -g0: 8 minutes on 2 idle cores and a 1.4 MB
 # wheel; Python's default -g took 35 minutes on a loaded machine and made 32 MB), every
 # op kept, and cached outside the clone, so that a fresh clone on the same machine (what
-# CI is) reuses it.
+# CI is) reuses it. Each stage prints one line when it is done, with its time
+# (`[setup] torch 2.14.1, torchvision 0.29.1: 41 s`); the mmcv compile also prints its
+# estimate before and its progress once a minute.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -21,18 +23,39 @@ STAMP=$VENV/.stack-stamp
 WANT=$(cat tools/setup_env.sh requirements-dev.txt pyproject.toml | sha256sum | cut -d' ' -f1)
 
 if [[ -f $STAMP && $(cat "$STAMP") == "$WANT" ]]; then
+  echo "[setup] $VENV is up to date (its stamp matches this script, requirements-dev.txt" \
+    "and pyproject.toml)"
   exit 0
 fi
 
-[[ -x $VENV/bin/python ]] || "$PY" -m venv "$VENV"
+SETUP_START=$SECONDS
+# Runs a stage's command, then prints the stage and how long it took.
+stage() {
+  local label=$1 start=$SECONDS
+  shift
+  "$@"
+  echo "[setup] $label: $((SECONDS - start)) s"
+}
+# A package's pin in requirements-dev.txt, for the stage's line.
+pin() { sed -n "s/^$1==\([^ #]*\).*/\1/p" requirements-dev.txt; }
+
+if [[ -x $VENV/bin/python ]]; then
+  echo "[setup] venv: $VENV exists ($("$VENV/bin/python" --version))"
+else
+  stage "venv $VENV ($("$PY" --version))" "$PY" -m venv "$VENV"
+fi
 pip() { "$VENV/bin/python" -m pip "$@"; }
 
 # pkg_resources is needed by mmcv's setup.py and by mmengine's `mmdet::` config inheritance.
-pip install -q 'setuptools>=77.0.3,<81' wheel ninja psutil
-pip install -q torch==2.14.1 torchvision==0.29.1
-pip install -q mmengine==0.10.7
+stage 'build tools (setuptools<81, wheel, ninja, psutil)' \
+  pip install -q 'setuptools>=77.0.3,<81' wheel ninja psutil
+stage 'torch 2.14.1, torchvision 0.29.1' pip install -q torch==2.14.1 torchvision==0.29.1
+stage 'mmengine 0.10.7' pip install -q mmengine==0.10.7
 
-if ! "$VENV/bin/python" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'" 2>/dev/null; then
+CHECK_START=$SECONDS
+if "$VENV/bin/python" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$MMCV_VERSION'" 2>/dev/null; then
+  echo "[setup] mmcv $MMCV_VERSION: already installed, with its ops (checked in $((SECONDS - CHECK_START)) s)"
+else
   mkdir -p "$MMCV_WHEELS"
   WHEEL=$(ls "$MMCV_WHEELS"/mmcv-$MMCV_VERSION-*.whl 2>/dev/null | head -n1 || true)
   if [[ -z $WHEEL ]]; then
@@ -71,14 +94,18 @@ if ! "$VENV/bin/python" -c "import mmcv, mmcv.ops; assert mmcv.__version__ == '$
     rm -rf "$BUILD"
     WHEEL=$(ls "$MMCV_WHEELS"/mmcv-$MMCV_VERSION-*.whl | head -n1)
     echo "[setup] mmcv wheel: $(du -h "$WHEEL" | cut -f1)"
+    stage "mmcv $MMCV_VERSION from the wheel just built" pip install -q "$WHEEL"
+  else
+    stage "mmcv $MMCV_VERSION from the cached wheel $WHEEL (no compile)" pip install -q "$WHEEL"
   fi
-  pip install -q "$WHEEL"
 fi
 
 # deepspeed is an sdist: DS_BUILD_OPS=0 installs it in ~30 s without compiling its ops (the
 # tests run it on CPU with gloo, which needs none of them).
-DS_BUILD_OPS=0 pip install -q -r requirements-dev.txt
-pip install -q --no-deps -e .
-"$VENV/bin/python" -c "import mmcv.ops, mmdet.models, mmpretrain.models, layerdecay_plugin"
+DS_BUILD_OPS=0 stage "mmdet $(pin mmdet), mmpretrain $(pin mmpretrain) and the rest of requirements-dev.txt" \
+  pip install -q -r requirements-dev.txt
+stage 'layerdecay_plugin (editable install)' pip install -q --no-deps -e .
+stage 'import check (mmcv.ops, mmdet, mmpretrain, layerdecay_plugin)' \
+  "$VENV/bin/python" -c "import mmcv.ops, mmdet.models, mmpretrain.models, layerdecay_plugin"
 echo "$WANT" > "$STAMP"
-echo "[setup] environment ready in $VENV"
+echo "[setup] environment ready in $VENV: $((SECONDS - SETUP_START)) s in all"

@@ -13,10 +13,10 @@ checkpoints, DeepSpeed 0.19; on CPU also gloo and CPU device ids).
 A config that names the plugin's constructor or hook without importing
 ``layerdecay_plugin`` in ``custom_imports`` is refused with the fix (mmdet's
 own tools/train.py would stop with a registry ``KeyError``). After training
-it prints what the run did (``layerdecay_plugin.summary``): the group table,
-each layer's lr at the first, the highest and the last iteration, and where
-the checkpoint, log, scalars and the picture of every layer's lr were
-written.
+it prints what the run did (``layerdecay_plugin.cli.summary``): the group
+table, each layer's lr at the first, the highest and the last iteration,
+and where the checkpoint, log, scalars and the picture of every layer's lr
+were written.
 """
 import argparse
 import os
@@ -37,8 +37,9 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import dist_compat  # noqa: E402  (tools/, next to this script)
-from layerdecay_plugin.cli import missing_plugin_import  # noqa: E402
-from layerdecay_plugin.summary import SummaryError, summarize_run  # noqa: E402
+from layerdecay_plugin.cli.inspect import missing_plugin_import  # noqa: E402
+from layerdecay_plugin.cli.summary import (  # noqa: E402
+    SummaryError, summarize_run)
 
 
 def parse_args() -> argparse.Namespace:
@@ -82,7 +83,7 @@ def print_summary(log_dir: str) -> None:
         print(f'\n(no layer decay summary: {error})', flush=True)
         return
     print('again, for this or any finished run: python -m layerdecay_plugin '
-          f'--work-dir {osp.dirname(log_dir)}', flush=True)
+          f'summary {osp.dirname(log_dir)}', flush=True)
 
 
 if __name__ == '__main__':

@@ -38,9 +38,12 @@ def choose_num_layers(rules: BackboneRules, depths: Sequence[int],
     needed = rules.min_num_layers(depths, decay_type)
     rule = rules.ids[decay_type]
     if num_layers is None:
+        counted = (f'blocks per stage {list(depths)}' if depths else
+                   'the last id its rules give; they read no blocks per '
+                   'stage')
         return NumLayers(needed, (
             f'layer decay: num_layers not set, inferred {needed} for '
-            f'{rules.name} ({decay_type}, blocks per stage {list(depths)})'))
+            f'{rules.name} ({decay_type}, {counted})'))
     if num_layers < needed:
         worst = max((layer_scale(decay_rate, num_layers,
                                  rule(n, num_layers, depths))

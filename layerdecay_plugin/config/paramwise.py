@@ -6,13 +6,15 @@ the key, the value it got and what would be valid.
 """
 import difflib
 import math
-import numbers
 import warnings
-from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
+from typing import (Any, Collection, Dict, Mapping, NamedTuple, Optional,
+                    Tuple)
 
 from ..errors import LayerDecayConfigError
 from ..rules import DECAY_TYPES, NO_DECAY_NAMES, BackboneRules
+from .custom_keys import parse_custom_keys
 from .rules_key import RulesCfg, parse_rules
+from .values import check_mult, is_real
 
 LAYER_DECAY_KEYS = ('decay_rate', 'decay_type', 'num_layers', 'backbone_attr',
                     'rules', 'no_decay_names', 'resume_mismatch')
@@ -60,15 +62,17 @@ class LayerDecayCfg(NamedTuple):
     resume_mismatch: str = 'error'
 
 
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
-def parse_paramwise_cfg(cfg: Optional[Mapping]) -> LayerDecayCfg:
+def parse_paramwise_cfg(cfg: Optional[Mapping],
+                        hyper_parameters: Optional[Collection[str]] = None,
+                        optimizer: str = 'the optimizer') -> LayerDecayCfg:
     """Check a ``paramwise_cfg`` and return its layer-decay settings.
 
     Args:
         cfg: The ``paramwise_cfg`` of ``optim_wrapper``.
+        hyper_parameters: The optimizer's param-group keys, against which
+            ``custom_keys`` entries are checked
+            (:func:`.custom_keys.optimizer_keys`); None: not checked.
+        optimizer: The optimizer's name, for messages.
 
     Returns:
         LayerDecayCfg: The validated settings.
@@ -101,7 +105,7 @@ def parse_paramwise_cfg(cfg: Optional[Mapping]) -> LayerDecayCfg:
             f'decay factor, a number > 0 (typically 0.65-0.95); e.g. '
             f'{EXAMPLE}')
     decay_rate = cfg['decay_rate']
-    if not _is_real(decay_rate) or not math.isfinite(decay_rate) \
+    if not is_real(decay_rate) or not math.isfinite(decay_rate) \
             or decay_rate <= 0:
         raise LayerDecayConfigError(
             f'paramwise_cfg.decay_rate={decay_rate!r} is invalid: it must '
@@ -128,7 +132,7 @@ def parse_paramwise_cfg(cfg: Optional[Mapping]) -> LayerDecayCfg:
         _backbone_attr(cfg.get('backbone_attr', 'backbone')),
         parse_rules(cfg.get('rules'), decay_type),
         _no_decay_names(cfg.get('no_decay_names', NO_DECAY_NAMES)),
-        _mmengine_options(cfg),
+        _mmengine_options(cfg, hyper_parameters, optimizer),
         _resume_mismatch(cfg.get(RESUME_MISMATCH_KEY, 'error')))
 
 
@@ -188,7 +192,7 @@ def check_optimizer_cfg(optimizer: Any) -> None:
                 f'sets {key} per param group from it, so give it '
                 "explicitly (e.g. optimizer=dict(type='AdamW', lr=1e-4, "
                 'weight_decay=0.05)).')
-        if not _is_real(value) or not math.isfinite(value) or value < 0:
+        if not is_real(value) or not math.isfinite(value) or value < 0:
             raise LayerDecayConfigError(
                 f'optim_wrapper.optimizer.{key}={value!r} is invalid: it '
                 f'must be a finite number >= 0, e.g. {key}={example}.')
@@ -218,34 +222,18 @@ _MULT_KEYS = ('bias_lr_mult', 'bias_decay_mult', 'norm_decay_mult',
               'dwconv_decay_mult', 'flat_decay_mult', 'dcn_offset_lr_mult')
 
 
-def _check_mult(where: str, value: Any) -> None:
-    if not _is_real(value) or not math.isfinite(value) or value < 0:
-        raise LayerDecayConfigError(
-            f'{where}={value!r} is invalid: it must be a finite number >= 0 '
-            '(a multiplier of the lr or weight decay).')
-
-
-def _mmengine_options(cfg: Mapping) -> Dict[str, Any]:
+def _mmengine_options(cfg: Mapping,
+                      hyper_parameters: Optional[Collection[str]],
+                      optimizer: str) -> Dict[str, Any]:
     options = {k: cfg[k] for k in MMENGINE_PARAMWISE_KEYS if k in cfg}
     for key in _MULT_KEYS:
         if key in options:
-            _check_mult(f'paramwise_cfg.{key}', options[key])
+            check_mult(f'paramwise_cfg.{key}', options[key])
     if not isinstance(options.get('bypass_duplicate', False), bool):
         raise LayerDecayConfigError(
             'paramwise_cfg.bypass_duplicate='
             f'{options["bypass_duplicate"]!r} must be True or False.')
-    custom_keys = options.get('custom_keys', {})
-    if not isinstance(custom_keys, Mapping):
-        raise LayerDecayConfigError(
-            f'paramwise_cfg.custom_keys={custom_keys!r} must be a dict of '
-            "name substring -> dict(lr_mult=..., decay_mult=...).")
-    for key, value in custom_keys.items():
-        where = f'paramwise_cfg.custom_keys[{key!r}]'
-        if not isinstance(value, Mapping):
-            raise LayerDecayConfigError(
-                f'{where}={value!r} must be a dict such as '
-                'dict(lr_mult=0.1, decay_mult=1.0).')
-        for mult in ('lr_mult', 'decay_mult'):
-            if mult in value:
-                _check_mult(f'{where}.{mult}', value[mult])
+    if 'custom_keys' in options:
+        parse_custom_keys(options['custom_keys'], hyper_parameters,
+                          optimizer)
     return options

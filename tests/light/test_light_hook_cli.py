@@ -1,7 +1,8 @@
-"""``LayerDecayLrHook`` under mmengine's real ``Runner``,
-``python -m layerdecay_plugin`` (table, JSON, exit codes, the module entry,
-``--work-dir``'s summary of a finished run) and ``tools/train.py`` (its
-summary at the end) on a torch-only config:
+"""``LayerDecayLrHook`` under mmengine's real ``Runner`` (its scalars and
+``layer_decay.json``), ``python -m layerdecay_plugin`` (``inspect``: table,
+JSON, exit codes, the module entry; ``summary``: a finished run, a resumed
+one; the forms without a command) and ``tools/train.py`` (its summary at the
+end) on a torch-only config:
 ``configs/toy_layerdecay.py``, whose model comes from
 :mod:`light.cli_toys`."""
 import json
@@ -9,6 +10,7 @@ import math
 import os
 import re
 import runpy
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,8 +24,11 @@ from mmengine.registry import HOOKS, DefaultScope, init_default_scope
 from mmengine.runner import Runner
 
 from layerdecay_plugin.cli import main
-from layerdecay_plugin.summary import (PNG_NAME, find_run, layer_lr_series,
-                                       read_scalars, summarize_run)
+from layerdecay_plugin.cli.summary import (PNG_NAME, find_run,
+                                           layer_lr_series, read_scalars,
+                                           summarize_run)
+from layerdecay_plugin.hooks import RUN_FILE
+from layerdecay_plugin.registry import NAME
 from light.cli_toys import LightToyDetector, toy_run_cfg
 from light.conftest import HEAVY
 
@@ -131,8 +136,9 @@ class LightRecordLrs(Hook):
 def toy_cfg(tmp_path: Path, optim_wrapper: Optional[dict] = None,
             checkpoint: bool = False, **hook_args) -> Config:
     """The config :func:`train` trains, with ``LayerDecayLrHook(
-    **hook_args)``, the optim wrapper updated by ``optim_wrapper`` and a
-    checkpoint at the end if ``checkpoint``."""
+    **hook_args)``, the optim wrapper updated by ``optim_wrapper`` and, if
+    ``checkpoint``, checkpoints at the last but one iteration (to resume)
+    and at the end."""
     cfg = toy_run_cfg(
         str(tmp_path), f'light-hook-{tmp_path.name}', MAX_ITERS,
         2 * MAX_ITERS,
@@ -142,7 +148,7 @@ def toy_cfg(tmp_path: Path, optim_wrapper: Optional[dict] = None,
               milestones=[MILESTONE], gamma=GAMMA)],
         [dict(type='LayerDecayLrHook', **hook_args),
          dict(type='LightRecordLrs')],
-        MAX_ITERS if checkpoint else None)
+        MAX_ITERS - 1 if checkpoint else None)
     cfg.optim_wrapper.update(optim_wrapper or {})
     return cfg
 
@@ -163,7 +169,7 @@ def train(tmp_path: Path, optim_wrapper: Optional[dict] = None,
 
 @pytest.fixture(scope='module')
 def all_layers_run(tmp_path_factory) -> Tuple[LightRecordLrs, Path, Path]:
-    """One run with ``layers='all'`` and a checkpoint, for the hook's and
+    """One run with ``layers='all'`` and checkpoints, for the hook's and
     the summary's tests: the record, the work dir and the log dir."""
     before = DefaultScope.get_current_instance()  # as keep_default_scope
     work = tmp_path_factory.mktemp('all_layers')
@@ -199,6 +205,32 @@ def test_hook_logs_every_layers_lr_as_the_optimizer_has_it(all_layers_run):
             {k[len('train/'):]: v for k, v in record.hub[it].items()}
     log_text = next(log_dir.glob('*.log')).read_text()
     assert 'layer_0_lr: ' in log_text and f'layer_{HEAD_ID}_lr: ' in log_text
+
+
+def test_hook_writes_the_groups_that_train(all_layers_run):
+    """``layer_decay.json`` in the log dir: the settings the optimizer was
+    built with, the title they give and its groups when training starts
+    (lr under the warm-up's first factor, initial_lr before it)."""
+    _, _, log_dir = all_layers_run
+    data = json.loads((log_dir / RUN_FILE).read_text())
+    assert data['iter'] == 0 and data['title'] == HEADER
+    assert data['record'] == dict(
+        paramwise_cfg=dict(decay_rate=DECAY, rules='vit_blocks',
+                           num_layers=3),
+        lr=BASE_LR, weight_decay=BASE_WD, family='ViT (blocks.i)',
+        num_layers=3)
+    groups = expected_groups()
+    assert sorted(g['group_name'] for g in data['groups']) == sorted(groups)
+    for group in data['groups']:
+        name = group.pop('group_name')
+        assert group == dict(
+            layer_id=int(name.split('_')[1]),
+            lr_scale=pytest.approx(lr_of(name) / BASE_LR, rel=1e-12),
+            lr=pytest.approx(lr_of(name) * START, rel=1e-12),
+            initial_lr=pytest.approx(lr_of(name), rel=1e-12),
+            weight_decay=0. if name.endswith('no_decay') else BASE_WD,
+            num_tensors=len(groups[name]),
+            num_elements=sum(numel for _, numel in groups[name]), extra={})
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(),
@@ -283,10 +315,44 @@ def test_table(capsys):
     out = capsys.readouterr().out
     # log lines may come first, when a logger writes to this capture
     lines = out.splitlines()
-    title = lines.index(f'{CONFIG}: LayerDecayOptimWrapperConstructor')
+    title = lines.index(f'{CONFIG}: {NAME}')
     # then the training log's header line, then the table
     assert lines[title + 1] == HEADER and lines[title + 2].startswith('+-')
     check_table(out)
+
+
+def test_inspect_command_is_the_form_without_a_command(capsys):
+    """``inspect CONFIG`` prints what ``CONFIG`` does; ``--help`` of the
+    program and of each command show the arguments."""
+    assert main(['inspect', CONFIG]) == 0
+    out = capsys.readouterr().out
+    assert main([CONFIG]) == 0
+    assert capsys.readouterr().out == out
+    check_table(out)
+    for argv, shown in ((['--help'], ('inspect CONFIG', 'summary WORK_DIR',
+                                      '--cfg-options', '--plot')),
+                        (['inspect', '--help'], ('--cfg-options', '--json',
+                                                 '--plot')),
+                        (['summary', '--help'], ('WORK_DIR', '--plot'))):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 0
+        help_text = capsys.readouterr().out
+        assert all(word in help_text for word in shown), (argv, help_text)
+
+
+def test_custom_keys_warning_points_at_the_config_line(tmp_path, capsys):
+    """A custom_keys entry that matches nothing: the warning names the line
+    of the config given on the command line that sets it."""
+    config = tmp_path / 'typo.py'
+    config.write_text(
+        f'_base_ = [{CONFIG!r}]\noptim_wrapper = dict(paramwise_cfg=dict(\n'
+        "    custom_keys={'nek': dict(lr_mult=2.)}))\n")
+    with pytest.warns(UserWarning, match=r"custom_keys\['nek'\]") as record:
+        assert main(['inspect', str(config)]) == 0
+    assert (record[0].filename, record[0].lineno) == (str(config), 3)
+    assert "Did you mean 'neck'" in str(record[0].message)
+    assert '| layer_4_decay ' in capsys.readouterr().out
 
 
 def test_json(tmp_path, capsys):
@@ -296,7 +362,7 @@ def test_json(tmp_path, capsys):
     groups = expected_groups()
     assert f'wrote {out}: {len(groups)} groups and ' in capsys.readouterr().out
     assert data['config'] == CONFIG
-    assert data['constructor'] == 'LayerDecayOptimWrapperConstructor'
+    assert data['constructor'] == NAME
     ids = [g['layer_id'] for g in data['groups']]
     assert ids == sorted(ids) and set(ids) == set(range(HEAD_ID + 1))
     for group in data['groups']:
@@ -392,6 +458,8 @@ def test_num_layers_larger_than_needed_says_what_it_costs(tmp_path, capsys):
             'parameters, 8 get decay_rate**2 = 0.81 times the lr '
             'num_layers=3 gives them') in log
     assert 'num_layers=5, base lr' in capsys.readouterr().out
+    # the command prints its table; the constructor's is not logged
+    assert '| layer_' not in log
     # the config's own num_layers=3 is what the toy needs: no such line
     assert 'is larger than' not in log_of(tmp_path / 'needed.txt',
                                           lambda: main([CONFIG]))
@@ -491,11 +559,116 @@ def test_work_dir_errors(tmp_path, capsys):
     err = capsys.readouterr().err
     assert 'no layer_{id}_lr scalars' in err
     assert "custom_hooks=[dict(type='LayerDecayLrHook', layers='all')]" in err
+    assert main(['summary', str(tmp_path)]) == 1
+    assert 'no layer_{id}_lr scalars' in capsys.readouterr().err
     for argv in ([], [CONFIG, '--work-dir', str(tmp_path)],
-                 ['--work-dir', str(tmp_path), '--json', 'x.json']):
+                 ['--work-dir', str(tmp_path), '--json', 'x.json'],
+                 ['summary'], ['summary', str(tmp_path), '--json', 'x.json'],
+                 ['inspect'], ['inspect', CONFIG, '--work-dir', 'w'],
+                 ['summary', str(tmp_path), CONFIG]):
         with pytest.raises(SystemExit) as exit_:
             main(argv)
-        assert exit_.value.code == 2
+        assert exit_.value.code == 2, argv
+
+
+def test_summary_command_reads_the_json_not_the_log(all_layers_run,
+                                                     tmp_path, capsys):
+    """``summary DIR`` prints what ``--work-dir DIR`` does; without the log
+    file the table is still there: it comes from layer_decay.json."""
+    _, work, log_dir = all_layers_run
+    assert main(['summary', str(log_dir), '--plot',
+                 str(tmp_path / 'a.png')]) == 0
+    out = capsys.readouterr().out
+    assert main(['--work-dir', str(log_dir), '--plot',
+                 str(tmp_path / 'a.png')]) == 0
+    assert capsys.readouterr().out == out
+    copy = tmp_path / log_dir.name
+    shutil.copytree(str(log_dir), str(copy))
+    (copy / f'{log_dir.name}.log').unlink()
+    text = summarize_run(str(copy), str(tmp_path / 'b.png'))
+    lines = text.splitlines()
+    assert lines[1] == HEADER and lines[2].startswith('+-')
+    check_table(text, samples=False)
+    assert 'log:        (none)' in lines
+    # all but the files' lines as with the log
+    assert text.replace(str(copy), str(log_dir)).split('\ncheckpoint:')[0] \
+        == out.split('\ncheckpoint:')[0]
+    # and without layer_decay.json (a run of another version): no table
+    (copy / RUN_FILE).unlink()
+    text = summarize_run(str(copy), str(tmp_path / 'b.png'))
+    assert f'(no {RUN_FILE} in {copy}: ' in text and '| layer_' not in text
+    assert sorted(summary_lrs(text)) == list(range(HEAD_ID + 1))
+
+
+def test_summary_of_a_keep_checkpoint_resume(all_layers_run, tmp_path,
+                                             capsys):
+    """Resumed one iteration before the end with another decay_rate and
+    ``resume_mismatch='keep_checkpoint'``: the checkpoint's groups train.
+    The summary says so at the top with both values, and shows the groups
+    and the lrs that trained, in one column for the one iteration."""
+    first, work, _ = all_layers_run
+    last = MAX_ITERS - 1  # the iteration resumed at, counted from 0
+    cfg = toy_cfg(tmp_path, layers='all')
+    cfg.optim_wrapper.paramwise_cfg.update(
+        decay_rate=0.7, resume_mismatch='keep_checkpoint')
+    cfg.resume, cfg.load_from = True, str(work / f'iter_{last}.pth')
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    resumed = next(h for h in runner.hooks if isinstance(h, LightRecordLrs))
+    assert resumed.hub == {last: first.hub[last]}
+    data = json.loads((Path(runner.log_dir) / RUN_FILE).read_text())
+    assert data['iter'] == last
+    assert data['record']['paramwise_cfg']['decay_rate'] == 0.7
+    assert data['title'] == HEADER.replace('decay_rate=0.9', 'decay_rate=0.7')
+    capsys.readouterr()  # the training log
+    assert main(['summary', str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[1:6] == [
+        "NOTE: this run did not train with its config's layer decay:",
+        '  decay_rate: 0.9 trained, 0.7 in the config',
+        f'  It resumed at iteration {last} with paramwise_cfg.'
+        "resume_mismatch='keep_checkpoint', which keeps the checkpoint's "
+        'groups.',
+        '  The table and the lrs below are those that trained.',
+        HEADER]
+    check_table(out, samples=False)  # decay_rate 0.9's lr_scales and lrs
+    assert re.search(rf'^  layer\s+iter {MAX_ITERS}$', out, re.M)
+    assert summary_lrs(out) == {
+        layer: [pytest.approx(first.hub[last][f'train/layer_{layer}_lr'],
+                              rel=1e-4)]
+        for layer in range(HEAD_ID + 1)}
+
+
+def write_scalars(work: Path, lrs: Dict[int, List[float]]) -> Path:
+    """A run's ``vis_data/scalars.json`` with only ``layer_{id}_lr``
+    scalars: layer id -> lr at steps 1, 2, ..."""
+    run = work / '20260101_000000'
+    (run / 'vis_data').mkdir(parents=True)
+    steps = zip(*lrs.values())
+    (run / 'vis_data' / 'scalars.json').write_text(''.join(
+        json.dumps(dict({f'layer_{i}_lr': v for i, v in zip(lrs, values)},
+                        step=step)) + '\n'
+        for step, values in enumerate(steps, 1)))
+    return run
+
+
+@pytest.mark.parametrize('head,columns', [
+    ([1e-3], ['iter 1']),
+    ([1e-3, 1e-3], ['iter 1', 'iter 2']),
+    ([2e-3, 1e-3, 1e-4], ['iter 1', 'iter 3']),
+    ([1e-4, 1e-4, 1e-3], ['iter 1', 'iter 3']),
+    ([1e-4, 1e-3, 1e-4], ['iter 1', 'iter 2 (max)', 'iter 3']),
+])
+def test_summary_columns_are_distinct_iterations(tmp_path, head, columns):
+    """The first, highest and last logged iteration, each once."""
+    write_scalars(tmp_path, {0: [lr / 2 for lr in head], 1: head})
+    text = summarize_run(str(tmp_path), str(tmp_path / 'x.png'))
+    header = next(line for line in text.splitlines()
+                  if line.startswith('  layer '))
+    assert re.split(r'\s{2,}', header.strip())[1:] == columns
+    assert summary_lrs(text)[1] == [head[int(c.split()[1]) - 1]
+                                    for c in columns]
 
 
 # ----------------------------------------------------------- tools/train.py
@@ -519,7 +692,7 @@ def test_train_script_ends_with_the_summary(tmp_path, monkeypatch, capsys):
     summary = out[out.index('===== layer decay: what '):].splitlines()
     assert HEADER in summary and 'picture:' in summary[-2]
     assert summary[-1] == ('again, for this or any finished run: python -m '
-                           f'layerdecay_plugin --work-dir {work}')
+                           f'layerdecay_plugin summary {work}')
     assert sorted(summary_lrs('\n'.join(summary))) == list(range(HEAD_ID + 1))
     assert f'iter_{MAX_ITERS}.pth' in '\n'.join(summary)
     log_dir, = work.glob('2*_*')

@@ -22,6 +22,7 @@ from layerdecay_plugin import LayerDecayConfigError, parse_paramwise_cfg
 from layerdecay_plugin.resume import (STATE_KEY, compare_groups,
                                       describe_settings, infer_settings,
                                       mismatch_message)
+from layerdecay_plugin.resume import record_of as record_of_optimizer
 from light.cli_toys import LightToyDetector  # noqa: F401  (registers it)
 from light.cli_toys import toy_run_cfg
 from light.dist import torchrun
@@ -204,7 +205,8 @@ LAYER_WISE = dict(decay_rate=0.8, num_layers=6)
 def test_unchanged_state_loads_bit_for_bit():
     saved = trained_state(build(LAYER_WISE))
     assert saved[STATE_KEY] == dict(paramwise_cfg=LAYER_WISE, lr=1e-3,
-                                    weight_decay=0.05)
+                                    weight_decay=0.05, family='ConvNeXt',
+                                    num_layers=6)
     wrapper = build(LAYER_WISE)
     wrapper.load_state_dict(copy.deepcopy(saved))
     loaded = wrapper.state_dict()
@@ -212,6 +214,32 @@ def test_unchanged_state_loads_bit_for_bit():
     for key, state in saved['state'].items():
         assert all(torch.equal(state[k], loaded['state'][key][k])
                    for k in state)
+
+
+def test_record_holds_family_and_num_layers_in_effect():
+    """The table title of a run, from its optimizer: the family and the
+    num_layers in effect (here inferred, not set)."""
+    wrapper = build(dict(decay_rate=0.8))
+    record = record_of_optimizer(wrapper.optimizer)
+    assert record == dict(paramwise_cfg=dict(decay_rate=0.8), lr=1e-3,
+                          weight_decay=0.05, family='ConvNeXt', num_layers=5)
+    assert trained_state(wrapper)[STATE_KEY] == record
+    assert record_of_optimizer(torch.optim.SGD([torch.zeros(1)], lr=1.)) \
+        is None
+
+
+def test_record_saved_without_family_and_num_layers_resumes():
+    """A checkpoint saved before the record held them, nothing changed:
+    loads as before."""
+    saved = trained_state(build(LAYER_WISE))
+    del saved[STATE_KEY]['family'], saved[STATE_KEY]['num_layers']
+    wrapper = build(LAYER_WISE)
+    wrapper.load_state_dict(copy.deepcopy(saved))
+    assert wrapper.state_dict()['param_groups'] == saved['param_groups']
+    # and a change is still named by the settings it records
+    with pytest.raises(LayerDecayConfigError,
+                       match='paramwise_cfg.decay_rate: 0.8 -> 0.5'):
+        build(dict(LAYER_WISE, decay_rate=0.5)).load_state_dict(saved)
 
 
 def test_decay_type_change_is_a_named_error_not_torchs():
@@ -365,7 +393,9 @@ def test_runner_resume_unchanged_is_exact(first_run, tmp_path):
     assert resumed.state['state'].keys() == saved['state'].keys()
     for key, state in saved['state'].items():
         for name, value in state.items():
-            assert torch.equal(resumed.state['state'][key][name], value)
+            # the Runner puts the model on CUDA where there is one
+            assert torch.equal(resumed.state['state'][key][name].cpu(),
+                               value)
     assert 'layer decay: resuming' not in log_of(runner)
 
 
@@ -459,8 +489,10 @@ def engines() -> List[str]:
 
 def test_distributed_resume_exact_or_named(tmp_path):
     out = tmp_path / 'found.json'
+    # Two processes over gloo on the CPU, also where a GPU is visible
+    # (mmengine would put both on cuda:LOCAL_RANK).
     torchrun(HERE / 'resume_worker.py', ','.join(engines()), tmp_path / 'w',
-             out)
+             out, env=dict(CUDA_VISIBLE_DEVICES=''))
     found = json.loads(out.read_text())
     assert sorted(found) == sorted(engines())
     for engine, runs in found.items():

@@ -7,6 +7,6 @@ model = dict(type='LightToyDetector', num_blocks=3,
              init_cfg=dict(type='Pretrained', checkpoint='nowhere.pth'))
 optim_wrapper = dict(
     type='OptimWrapper',
-    constructor='LayerDecayOptimWrapperConstructor',
+    constructor='LayerDecayPluginConstructor',
     paramwise_cfg=dict(decay_rate=0.9, rules='vit_blocks', num_layers=3),
     optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05))

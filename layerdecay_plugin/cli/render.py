@@ -1,0 +1,94 @@
+"""What both commands draw and print: the group table of plain group data
+(``report.format_group_table``) and one plot of lr series on a log axis."""
+from typing import Any, Mapping, NamedTuple, Optional, Sequence, Tuple
+
+from ..report import GroupRow, format_extra, format_group_table
+
+
+def group_table(groups: Sequence[Mapping[str, Any]], title: str,
+                samples: bool = False) -> str:
+    """The group table of groups as ``report.group_data`` gives them.
+
+    The lr column is the lr before the schedule (``initial_lr`` where an lr
+    scheduler set it), as in the table the constructor logs.
+
+    Args:
+        groups: Group data, in any order (the table sorts by layer).
+        title: The line above the table.
+        samples: Add the first parameter names of each group (from its
+            ``param_names``).
+
+    Returns:
+        str: The table.
+    """
+    rows = [
+        GroupRow(g['group_name'],
+                 '-' if g['layer_id'] is None else g['layer_id'],
+                 g['lr_scale'], g.get('initial_lr', g['lr']),
+                 g['weight_decay'], g['num_tensors'], g['num_elements'],
+                 _sample(g.get('param_names', [])) if samples else '',
+                 format_extra(g['extra']))
+        for g in groups
+    ]
+    return format_group_table(rows, title, samples=samples)
+
+
+def _sample(names: Sequence[str]) -> str:
+    return ', '.join(names[:2]) + (', ...' if len(names) > 2 else '')
+
+
+class Series(NamedTuple):
+    """One set of points of :func:`plot`.
+
+    Attributes:
+        label: Its legend entry.
+        points: ``(x, lr)`` pairs, x ascending.
+        line: Join the points with a line (else markers only).
+        shade: Its colour on the ``viridis`` map, 0 to 1 (None: the next
+            colour of the cycle).
+        marker: matplotlib's marker, None for a plain line.
+    """
+    label: str
+    points: Sequence[Tuple[float, float]]
+    line: bool = True
+    shade: Optional[float] = None
+    marker: Optional[str] = '.'
+
+
+def plot(series: Sequence[Series], path: str, title: str, xlabel: str,
+         legend_outside: bool = False) -> None:
+    """Write a PNG of lr series on a log axis, integer x ticks.
+
+    Args:
+        series: What to draw, in legend order (empty series are skipped).
+        path: Where to write the PNG.
+        title: Its title.
+        xlabel: What x is (layer id, iteration).
+        legend_outside: The legend right of the axes (many series).
+    """
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+    colors = plt.get_cmap('viridis')
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for one in series:
+        if not one.points:
+            continue
+        style: dict = dict(label=one.label, marker=one.marker)
+        if not one.line:
+            style.update(linestyle='', markersize=8)
+        if one.shade is not None:
+            style['color'] = colors(one.shade)
+        ax.plot(*zip(*one.points), **style)
+    ax.set_yscale('log')
+    ax.set_xlabel(xlabel)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel('lr')
+    ax.set_title(title, fontsize=8)
+    ax.grid(True, which='both', alpha=0.3)
+    ax.legend(**(dict(fontsize=7, loc='center left',
+                      bbox_to_anchor=(1.01, 0.5)) if legend_outside else {}))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
