@@ -18,11 +18,13 @@ from mmengine.registry import OPTIMIZERS
 from .backbones.resolve import find_backbone, resolve
 from .backbones.types import class_path
 from .checks.custom_keys import check_custom_keys, check_decay_given_back
+from .checks.frozen import frozen_note
 from .checks.ids import check_layer_ids
 from .checks.num_layers import choose_num_layers
 from .checks.schedule import report_schedule
-from .config import (LayerDecayCfg, check_against_rules, check_optimizer_cfg,
-                     optimizer_keys, parse_paramwise_cfg)
+from .checks.twins import twin_note
+from .config import (LayerDecayCfg, aliases_used, check_against_rules,
+                     check_optimizer_cfg, optimizer_keys, parse_paramwise_cfg)
 from .grouping import GroupPlan, ParamInfo, plan_groups
 from .options import mmengine_options
 from .registry import register
@@ -93,6 +95,10 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         self.layer_decay: LayerDecayCfg = parse_paramwise_cfg(
             paramwise_cfg, optimizer_keys(_optimizer_class(optimizer_type)),
             getattr(optimizer_type, '__name__', optimizer_type))
+        for alias, key in aliases_used(paramwise_cfg).items():
+            print_log(f'layer decay: paramwise_cfg.{alias} is read as {key} '
+                      "(the name mmseg's BEiT, mmpretrain's and mmpose's "
+                      'layer-decay constructors give it)', logger='current')
         # Before the parent, which rejects a missing weight_decay with a
         # bare ValueError when a *_decay_mult is set.
         check_optimizer_cfg(optimizer)
@@ -179,13 +185,21 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         params.extend(_to_param_group(g, named) for g in plan)
         build.found.update(family=rules.name, num_layers=num_layers)
         if get_dist_info()[0] == 0:
-            self._report(plan, shapes, rules.name, num_layers)
+            # What the groups do not show: ids with nothing trainable,
+            # and groups kept apart that the optimizer treats alike.
+            frozen = frozen_note(
+                [(layer_id_of(n), p.requires_grad) for n, p in all_params
+                 if n.startswith(head)],
+                getattr(backbone, 'frozen_stages', None), cfg.backbone_attr)
+            twins = twin_note([g._asdict() for g in plan], custom_keys)
+            self._report(plan, shapes, rules.name, num_layers,
+                         [frozen, twins])
             report_schedule(runner_config('param_scheduler'),
                             {g.layer_id: g.lr_scale * self.base_lr
                              for g in plan}, self.base_lr)
 
     def _report(self, plan: List[GroupPlan], shapes: Dict[str, Shape],
-                family: str, num_layers: int) -> None:
+                family: str, num_layers: int, notes: List[str]) -> None:
         rows = [
             GroupRow(g.group_name, g.layer_id, g.lr_scale, g.lr,
                      g.weight_decay, len(g.param_names),
@@ -196,7 +210,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         cfg = self.layer_decay
         log_group_table(rows, table_title(family, cfg.decay_type,
                                           cfg.decay_rate, num_layers,
-                                          self.base_lr, self.base_wd))
+                                          self.base_lr, self.base_wd), notes)
 
 
 # In mmengine's root registry, as 'LayerDecayPluginConstructor' and, where

@@ -6,22 +6,29 @@ layer decay that is the stem's. This hook adds one ``layer_{id}_lr`` scalar
 per layer id (or only the lowest and highest), which the ``LoggerHook``
 prints and sends to every visualizer backend (TensorBoard, local, ...).
 When training starts (after any resume) it writes ``layer_decay.json`` next
-to the log: what the summary of the run reads.
+to the log: what the summary of the run reads. An optimizer without
+layer-decay groups gets a warning then, with the reason
+(:func:`no_layer_decay_reason`), also written to the file for the summary.
 """
 import json
+import logging
 import os.path as osp
 from typing import Any, Dict, Optional
 
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
-from mmengine.registry import HOOKS
+from mmengine.logging import print_log
+from mmengine.registry import HOOKS, OPTIM_WRAPPER_CONSTRUCTORS
 
 from .groupnames import group_layer_id, layer_lr_scalar
+from .registry import NAME, constructor_problem
 from .report import group_data, record_title
 from .resume import record_of
 from .sharding import checked_fsdp_shapes, numel, original_shape
 
-#: The file :meth:`LayerDecayLrHook.before_train` writes in the log dir.
+#: The file :meth:`LayerDecayLrHook.before_train` writes in the log dir:
+#: :func:`run_data` and ``no_layer_decay`` (:func:`no_layer_decay_reason`
+#: for an optimizer without layer-decay groups, else None).
 RUN_FILE = 'layer_decay.json'
 
 
@@ -70,6 +77,61 @@ def run_data(optimizer, model, iteration: int) -> Dict[str, Any]:
                                   lambda p: numel(original_shape(p, shapes))))
 
 
+def no_layer_decay_reason(optim_wrapper: Any) -> str:
+    """Why a runner's optimizer has no layer-decay groups (none named
+    ``layer_{id}_...``, as this plugin's and mmdet's constructors name
+    them), from the runner's config.
+
+    Args:
+        optim_wrapper: The config's ``optim_wrapper``; names are looked up
+            in the registry of the current default scope (the runner's).
+
+    Returns:
+        str: :func:`~layerdecay_plugin.registry.constructor_problem` where
+        it names one, else the constructor the config has, and the fix.
+    """
+    with OPTIM_WRAPPER_CONSTRUCTORS.switch_scope_and_registry(None) as reg:
+        problem = constructor_problem(optim_wrapper, reg)
+        constructor = optim_wrapper.get('constructor') \
+            if isinstance(optim_wrapper, dict) else None
+        built = reg.get(constructor) if isinstance(constructor, str) else None
+    if problem:
+        return problem
+    if getattr(built, 'layer_decay_plugin', False):
+        return (f'optim_wrapper.constructor={constructor!r} is '
+                "layerdecay_plugin's constructor, but the optimizer that "
+                'trains has no group named layer_{id}_...: something replaced '
+                'its param groups after it was built.')
+    shown = repr(constructor) if constructor else \
+        "not set (mmengine's DefaultOptimWrapperConstructor)"
+    return ("the optimizer was not built by layerdecay_plugin's constructor: "
+            f'optim_wrapper.constructor is {shown}, so the run has no layer '
+            f"decay. Set optim_wrapper.constructor='{NAME}' and "
+            'paramwise_cfg=dict(decay_rate=...) to get it.')
+
+
+def why_no_layer_lrs(path: str) -> str:
+    """Why a run whose hook wrote a :data:`RUN_FILE` logged no layer lr.
+
+    Args:
+        path: The file.
+
+    Returns:
+        str: The reason the hook wrote (``no_layer_decay``; for a file of
+        an older version without it, a constructor without layer ids), or,
+        where there were layer groups, that no ``LoggerHook`` logged them.
+    """
+    with open(path) as f:
+        data = json.load(f)
+    if any(g.get('layer_id') is not None for g in data['groups']):
+        return 'LayerDecayLrHook ran, but no LoggerHook logged its scalars.'
+    reason = data.get('no_layer_decay') or (
+        "the optimizer was not built by layerdecay_plugin's constructor: "
+        f"set optim_wrapper.constructor='{NAME}'.")
+    return ('LayerDecayLrHook ran, but the optimizer had no layer-decay '
+            f'groups: {reason}')
+
+
 @HOOKS.register_module()
 class LayerDecayLrHook(Hook):
     """Writes the lr of layer-decay groups to the message hub, and the groups
@@ -95,11 +157,22 @@ class LayerDecayLrHook(Hook):
 
     def before_train(self, runner) -> None:
         """Write :data:`RUN_FILE` (rank 0). mmengine calls this after
-        ``load_or_resume``: the groups are those that train."""
+        ``load_or_resume``: the groups are those that train. Without
+        layer-decay groups, warn with the reason (also in the file's
+        ``no_layer_decay``; None otherwise)."""
         optimizer = getattr(runner.optim_wrapper, 'optimizer', None)
         if optimizer is None or not is_main_process():
             return  # e.g. an OptimWrapperDict: several optimizers
         data = run_data(optimizer, runner.model, runner.iter)
+        data['no_layer_decay'] = None
+        if not layer_lrs(runner.optim_wrapper.param_groups):  # as logged
+            data['no_layer_decay'] = no_layer_decay_reason(
+                runner.cfg.get('optim_wrapper'))
+            print_log('LayerDecayLrHook: the optimizer has no layer-decay '
+                      'param groups (none named layer_{id}_...), so there is '
+                      'no layer lr to log: '
+                      f'{data["no_layer_decay"]}', logger='current',
+                      level=logging.WARNING)
         with open(osp.join(runner.log_dir, RUN_FILE), 'w') as f:
             json.dump(data, f, indent=1, default=repr)
 

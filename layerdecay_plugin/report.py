@@ -4,9 +4,9 @@ rows, the title above them, and the groups as plain data (what the inspect
 command and ``LayerDecayLrHook``'s ``layer_decay.json`` hold)."""
 import logging
 from typing import (Any, Callable, Dict, Iterable, List, Mapping, NamedTuple,
-                    Optional, Sequence, Union)
+                    Optional, Sequence, Tuple, Union)
 
-from mmengine.logging import print_log
+from mmengine.logging import MMLogger
 
 from .config import parse_paramwise_cfg
 from .groupnames import group_layer_id
@@ -20,6 +20,10 @@ STANDARD_GROUP_KEYS = frozenset(
 
 #: The start of every table title (:func:`table_title`).
 TITLE_START = 'layer decay: '
+#: Where the logged table's left-out detail is.
+LOG_HINT = ' (python -m layerdecay_plugin inspect CONFIG --wide shows all)'
+# The LogRecord attribute with the notes of a logged table.
+_NOTES = 'layer_decay_notes'
 
 
 class GroupRow(NamedTuple):
@@ -39,9 +43,14 @@ class GroupRow(NamedTuple):
     extra: str = ''
 
 
-_COLUMNS = ('group', 'layer id', 'lr_scale', 'lr', 'weight decay',
+_COLUMNS = ('group', 'layer id', 'lr_scale', 'lr', 'wd',
             '#tensors', '#elements', 'extra', 'sample parameters')
 _LEFT = ('group', 'extra', 'sample parameters')
+#: The widest a table is unless asked for in full (``wide``).
+MAX_WIDTH = 120
+# Narrowest useful sample and group cells, '...' included.
+_MIN_SAMPLE = 20
+_MIN_GROUP = 12
 
 
 def format_extra(options: Mapping[str, Any]) -> str:
@@ -99,7 +108,10 @@ def sort_rows(rows: Iterable[GroupRow]) -> List[GroupRow]:
 
 def format_group_table(rows: Iterable[GroupRow],
                        title: str = '',
-                       samples: bool = False) -> str:
+                       samples: bool = False,
+                       notes: Sequence[str] = (),
+                       wide: bool = False,
+                       hint: str = '') -> str:
     """Render param groups as a plain ASCII table, ordered by layer.
 
     Plain string formatting on purpose: rich's renderer took ~30x the time
@@ -108,12 +120,20 @@ def format_group_table(rows: Iterable[GroupRow],
 
     Args:
         rows: One row per group, in any order (see :func:`sort_rows`).
-        title: Optional title line.
+        title: Optional title line(s).
         samples: Add a column with a sample of parameter names.
+        notes: Lines under the table (frozen ids, groups kept apart).
+        wide: Every column in full, however wide.
+        hint: Where the full table is, for the note that says what was
+            left out (e.g. ``' (--wide shows them)'``).
 
     Returns:
         str: The table, ASCII only, suitable for log files. The ``extra``
-        column appears only when some group has extra options.
+        column appears only when some group has extra options. Unless
+        ``wide``, every line is at most :data:`MAX_WIDTH` characters (bar
+        a title part without ``', '`` to break at): sample names are
+        shortened, then the ``extra`` column and the sample names left out,
+        then group names shortened, and a last note says so.
     """
     rows = sort_rows(rows)
     shown = [
@@ -121,19 +141,16 @@ def format_group_table(rows: Iterable[GroupRow],
         if (c != 'extra' or any(r.extra for r in rows)) and (
             c != 'sample parameters' or samples)
     ]
-    cells: List[Sequence[str]] = []
-    for row in rows:
-        values = dict(
-            zip(_COLUMNS,
-                (row.group_name, str(row.layer_id), f'{row.lr_scale:.4g}',
-                 f'{row.lr:.4g}', f'{row.weight_decay:g}',
-                 str(row.num_tensors), f'{row.num_elements:,}', row.extra,
-                 row.sample)))
-        cells.append([values[c] for c in shown])
-    widths = [
-        max([len(c)] + [len(r[i]) for r in cells])
-        for i, c in enumerate(shown)
+    cells: List[Dict[str, str]] = [
+        dict(zip(_COLUMNS,
+                 (row.group_name, str(row.layer_id), f'{row.lr_scale:.4g}',
+                  f'{row.lr:.4g}', f'{row.weight_decay:g}',
+                  str(row.num_tensors), f'{row.num_elements:,}', row.extra,
+                  row.sample))) for row in rows
     ]
+    limit = None if wide else MAX_WIDTH
+    shown, changed = _fit(shown, cells, limit)
+    widths = [_width(c, cells) for c in shown]
 
     def line(values: Sequence[str]) -> str:
         return '| ' + ' | '.join(
@@ -141,9 +158,79 @@ def format_group_table(rows: Iterable[GroupRow],
             for v, w, c in zip(values, widths, shown)) + ' |'
 
     rule = '+' + '+'.join('-' * (w + 2) for w in widths) + '+'
-    out = ([title] if title else []) + [rule, line(shown), rule]
-    out += [line(r) for r in cells] + [rule]
-    return '\n'.join(out)
+    out = _wrap(title.split('\n'), limit, ', ') if title else []
+    out += [rule, line(shown), rule]
+    out += [line([r[c] for c in shown]) for r in cells] + [rule]
+    if changed:
+        notes = list(notes) + [f'to fit {MAX_WIDTH} characters: {changed}'
+                               f'{hint}']
+    return '\n'.join(out + _wrap([n for n in notes if n], MAX_WIDTH, ' '))
+
+
+def _width(column: str, cells: Sequence[Mapping[str, str]]) -> int:
+    return max([len(column)] + [len(r[column]) for r in cells])
+
+
+def _table_width(shown: Sequence[str],
+                 cells: Sequence[Mapping[str, str]]) -> int:
+    return 1 + sum(_width(c, cells) + 3 for c in shown)
+
+
+def _shorten(cells: List[Dict[str, str]], column: str, width: int) -> bool:
+    """Cut the cells of a column to ``width``: the first name whole where
+    it fits (``'a, ...'``, else ``'a'``), else cut, ending ``'...'``."""
+    long = [r for r in cells if len(r[column]) > width]
+    for r in long:
+        first = r[column].split(', ')[0]
+        r[column] = next((c for c in (first + ', ...', first)
+                          if len(c) <= width), r[column][:width - 3] + '...')
+    return bool(long)
+
+
+def _fit(shown: List[str], cells: List[Dict[str, str]],
+         limit: Optional[int]) -> Tuple[List[str], str]:
+    """The columns that fit ``limit`` characters, their cells shortened in
+    place; and what changed, in words (empty: nothing)."""
+    dropped: List[str] = []
+    shortened: List[str] = []
+    if limit is None or _table_width(shown, cells) <= limit:
+        return shown, ''
+    for drop in ('extra', 'sample parameters'):
+        if 'sample parameters' in shown:
+            rest = [c for c in shown if c != 'sample parameters']
+            room = limit - _table_width(rest, cells) - 3
+            if room >= _MIN_SAMPLE:
+                if _shorten(cells, 'sample parameters', room):
+                    shortened.append('sample parameters')
+                break
+        if drop in shown:
+            shown = [c for c in shown if c != drop]
+            dropped.append(drop)
+    room = limit - _table_width(shown[1:], cells) - 3
+    if room < _width('group', cells):
+        _shorten(cells, 'group', max(room, _MIN_GROUP))
+        shortened.append('group names')
+    return shown, '; '.join(
+        f'{verb} {", ".join(what)}'
+        for verb, what in (('left out', dropped), ('shortened', shortened))
+        if what)
+
+
+def _wrap(lines: Sequence[str], limit: Optional[int], sep: str) -> List[str]:
+    """Lines longer than ``limit`` broken after ``sep``, continued with an
+    indent of two spaces; a part longer than ``limit`` stays whole."""
+    out: List[str] = []
+    for text in lines:
+        parts = text.split(sep)
+        current = parts[0]
+        for part in parts[1:]:
+            if limit is not None and len(current + sep + part) > limit:
+                out.append(current + sep.rstrip())
+                current = '  ' + part
+            else:
+                current += sep + part
+        out.append(current)
+    return out
 
 
 def table_title(family: str, decay_type: str, decay_rate: float,
@@ -221,20 +308,36 @@ def group_data(param_groups: Sequence[Mapping[str, Any]],
     return out
 
 
-def log_group_table(rows: Iterable[GroupRow], title: str) -> None:
+def log_group_table(rows: Iterable[GroupRow], title: str,
+                    notes: Sequence[str] = ()) -> None:
     """Log the table to the current mmengine logger, as one record (which
-    :class:`GroupTableFilter` recognises)."""
-    print_log('\n' + format_group_table(rows, title), logger='current')
+    :class:`GroupTableFilter` recognises).
+
+    Args:
+        rows: One row per group.
+        title: The line above the table (:func:`table_title`).
+        notes: What the groups alone do not show (frozen ids, groups kept
+            apart); empty ones are skipped.
+    """
+    notes = [n for n in notes if n]
+    MMLogger.get_current_instance().log(
+        logging.INFO,
+        '\n' + format_group_table(rows, title, notes=notes, hint=LOG_HINT),
+        extra={_NOTES: notes})
 
 
 class GroupTableFilter(logging.Filter):
-    """Drops the records of :func:`log_group_table` and lets every other
-    one through (the inferred ``num_layers``, config notes): for a caller
-    that prints its own table, the inspect command, which adds it to the
-    current ``MMLogger`` while it builds the optimizer."""
+    """Drops the table of :func:`log_group_table` records, keeping their
+    notes, and lets every other record through (the inferred
+    ``num_layers``, config notes): for a caller that prints its own table
+    from the optimizer's groups, the inspect command, which adds it to the
+    current ``MMLogger`` while it builds the optimizer. The notes say what
+    the groups cannot (frozen ids, which ``custom_keys`` entries matched)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        lines = record.getMessage().split('\n', 3)
-        return not (len(lines) > 2 and lines[0] == '' and
-                    lines[1].startswith(TITLE_START) and
-                    lines[2].startswith('+-'))
+        notes = getattr(record, _NOTES, None)
+        if notes is None:
+            return True
+        record.msg = '\n' + '\n'.join(_wrap(notes, MAX_WIDTH, ' '))
+        record.args = ()
+        return bool(notes)

@@ -231,3 +231,28 @@ def test_missing_backbone_names_the_child_of_a_backbone_class():
                        r"paramwise_cfg.backbone_attr='encoder'\."):
         build_groups(LayerDecayOptimWrapperConstructor, model,
                      dict(decay_rate=0.9))
+
+
+def test_rtmdet_convnext_schedule_floor_is_reported(capsys):
+    """mmdet's RTMDet-L ConvNeXt-B config as shipped (mmdet's own
+    layer-decay constructor; init_cfg dropped, nothing downloaded): its
+    cosine schedule's absolute ``eta_min=base_lr * 0.05`` is just below the
+    stem's lr (0.001 * 0.8**13 = 5.5e-5), so it is no warning; but every
+    layer ends at it, which flattens the decay 18x: the info line, with the
+    ratio that keeps it, after the table."""
+    from conftest import MMDET_CONFIGS
+    config = str(MMDET_CONFIGS / 'rtmdet' /
+                 'rtmdet_l_convnext_b_4xb32-100e_coco.py')
+    assert main(['inspect', config]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert f'{config}: LearningRateDecayOptimizerConstructor' in lines
+    notes = [line for line in lines
+             if line.startswith(('warning: ', 'info: '))]
+    assert lines[-1:] == notes == [  # after the table and its footnote
+        'info: layer decay: param_scheduler[1] CosineAnnealingLR('
+        'eta_min=5e-05) is an absolute floor: every layer ends at 5e-05, so '
+        'the stem-to-head lr ratio goes from 0.055 at the start to 1 at the '
+        'end of the schedule (18.2x flatter) and the shallow layers\' lr '
+        'barely falls. To keep each layer\'s ratio, use eta_min_ratio=0.05 '
+        'instead (the same floor for an lr of 0.001, relative to each '
+        'layer\'s lr).']

@@ -71,3 +71,65 @@ def test_wrapped_model_is_unwrapped(tmp_path):
         assert_same_groups(our_groups(model, cfg), our_groups(wrapped, cfg))
     finally:
         dist.destroy_process_group()
+
+
+#: Both import orders with mmpose's real ViTPose constructor, which takes the
+#: plugin's class name in mmengine's root registry with force=True (#20).
+MMPOSE_CHECK = '''
+import sys
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS as R
+from light.toys import ToyConvNeXt, ToyDetector
+{imports}
+import layerdecay_plugin
+from layerdecay_plugin import LayerDecayConfigError
+from mmpose.engine.optim_wrappers.layer_decay_optim_wrapper import \\
+    LayerDecayOptimWrapperConstructor as MMPose
+
+model = ToyDetector(ToyConvNeXt())
+optimizer = dict(type='AdamW', lr=1e-3, weight_decay=0.05)
+ours = build_optim_wrapper(model, dict(
+    constructor='LayerDecayPluginConstructor', optimizer=optimizer,
+    paramwise_cfg=dict(decay_rate=0.8)))
+assert ours.optimizer.param_groups[0]['group_name'].startswith('layer_')
+assert issubclass(R.get('LayerDecayOptimWrapperConstructor'), MMPose)
+# mmpose's own ViTPose keys still build mmpose's class
+theirs = build_optim_wrapper(model, dict(
+    constructor='LayerDecayOptimWrapperConstructor', optimizer=optimizer,
+    paramwise_cfg=dict(num_layers=4, layer_decay_rate=0.75)))
+assert {{g['lr_scale'] for g in theirs.optimizer.param_groups}} == {{1.0}}
+try:
+    build_optim_wrapper(model, dict(
+        constructor='LayerDecayOptimWrapperConstructor', optimizer=optimizer,
+        paramwise_cfg=dict(decay_rate=0.8, num_layers=4)))
+except LayerDecayConfigError as error:
+    print(error)
+else:
+    raise AssertionError('the clash was silent')
+'''
+
+
+@pytest.mark.parametrize('mmpose_first', [True, False])
+def test_next_to_mmposes_real_constructor(mmpose_first):
+    """mmpose 1.3.2 (installed --no-deps by tools/setup_env.sh): importing
+    it after the plugin used to leave no plugin name in the registry, and
+    before the plugin made importing the plugin fail with a KeyError."""
+    import os
+    import subprocess
+    import sys
+    pytest.importorskip('mmpose')
+    imports = ('import mmpose.engine.optim_wrappers' if mmpose_first
+               else 'import layerdecay_plugin\n'
+               'import mmpose.engine.optim_wrappers')
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [str(ROOT / 'tests'), str(ROOT)] +
+        [p for p in [os.environ.get('PYTHONPATH')] if p]))
+    out = subprocess.run(
+        [sys.executable, '-c', MMPOSE_CHECK.format(imports=imports)],
+        env=env, timeout=300, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert ("optim_wrapper.constructor='LayerDecayOptimWrapperConstructor' "
+            'builds mmpose.engine.optim_wrappers.layer_decay_optim_wrapper.'
+            'LayerDecayOptimWrapperConstructor here') in out.stdout
+    assert "Write optim_wrapper.constructor='LayerDecayPluginConstructor'" \
+        in out.stdout

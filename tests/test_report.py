@@ -8,13 +8,14 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger, print_log
 
 from conftest import MMDET_CONFIGS, build_detector, our_groups
-from layerdecay_plugin.report import (GroupRow, GroupTableFilter,
+from layerdecay_plugin.report import (MAX_WIDTH, GroupRow, GroupTableFilter,
                                       format_extra, format_group_table,
                                       group_data, group_extras,
                                       log_group_table, record_title,
                                       sort_rows, table_title)
 
 SWIN = 'swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
+R50 = 'faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'
 
 
 def test_table_columns_and_rows():
@@ -25,7 +26,7 @@ def test_table_columns_and_rows():
     lines = text.splitlines()
     assert lines[0].startswith('layer decay: ConvNeXt')
     header = next(line for line in lines if 'group' in line)
-    for column in ('layer id', 'lr_scale', 'lr', 'weight decay', '#tensors',
+    for column in ('layer id', 'lr_scale', 'lr', 'wd', '#tensors',
                    '#elements'):
         assert column in header
     assert any('layer_0_decay' in line and '1,234,567' in line and
@@ -144,7 +145,8 @@ def test_groups_that_look_alike_differ_in_the_extra_column(
 def test_mmdet_swin_config_table_and_no_warning(tmp_path):
     """mmdet's Swin config with only the constructor switched: no warning
     for its absolute_pos_embed key (Swin-T has no such parameter: info
-    instead), and look-alike groups differ in the table."""
+    instead), look-alike groups differ in the table and a note says why
+    they are kept apart, and the table fits 120 characters."""
     cfg = Config.fromfile(str(MMDET_CONFIGS / SWIN))
     model = build_detector(MMDET_CONFIGS / SWIN)
     paramwise = dict(cfg.optim_wrapper.paramwise_cfg, decay_rate=0.9)
@@ -153,7 +155,38 @@ def test_mmdet_swin_config_table_and_no_warning(tmp_path):
         groups, log = read_log(lambda: our_groups(model, paramwise),
                                tmp_path)
     assert "custom_keys['absolute_pos_embed']: this model has no" in log
-    twins_show_their_difference(groups, log)
+    assert twins_show_their_difference(groups, log) == 14
+    assert ' '.join(log.split()).count(
+        'layer_0_no_decay and layer_0_no_decay_decay_mult0 (and 13 more '
+        "pairs) have the same lr and weight decay: kept apart because "
+        "custom_keys['norm'] and custom_keys['relative_position_bias_table'] "
+        "matched the second's parameters and gave them decay_mult=0") == 1
+    assert max(map(len, table_lines(log))) <= MAX_WIDTH
+
+
+def table_lines(log: str) -> list:
+    """The lines of the logged table: its title, rows and notes."""
+    lines = log[log.index('\nlayer decay: ') + 1:].splitlines()
+    end = max(i for i, line in enumerate(lines) if line.startswith('+-'))
+    while end + 1 < len(lines) and not re.match(r'\d\d/\d\d ',
+                                                lines[end + 1]):
+        end += 1
+    return lines[:end + 1]
+
+
+def test_frozen_stages_of_mmdets_r50_are_named(tmp_path):
+    """mmdet's Faster R-CNN R-50 (frozen_stages=1: stem and layer1, ids
+    0-3): the table starts at id 4 and a note under it says why."""
+    model = build_detector(MMDET_CONFIGS / R50)
+    assert model.backbone.frozen_stages == 1
+    groups, log = read_log(lambda: our_groups(model, dict(decay_rate=0.9)),
+                           tmp_path)
+    assert min(int(g['group_name'].split('_')[1]) for g in groups) == 4
+    lines = table_lines(log)
+    assert lines[4].startswith('| layer_4_decay ')
+    assert 'layer ids 0-3 frozen (backbone.frozen_stages=1): no trainable ' \
+        'parameter, so no group' in lines
+    assert max(map(len, lines)) <= MAX_WIDTH
 
 
 def test_table_filter_drops_the_table_only(tmp_path):

@@ -211,6 +211,9 @@ FAMILY_BACKBONES: Dict[str, Tuple[str, str, Dict[str, Any]]] = {
                        feat_channel=8)),
     'vgg': ('mmdet', 'SSDVGG', dict(depth=16, out_indices=(3, 4),
                                     out_feature_indices=(22, 34))),
+    'mscan': ('mmseg', 'MSCAN', dict(embed_dims=[8, 16, 32, 64],
+                                     depths=[1, 2, 1, 1],
+                                     norm_cfg=dict(type='BN'))),
 }
 #: Recorded cases of each family; ``num_layers`` is left to inference, so
 #: that the depths read from the backbone decide it.
@@ -241,6 +244,8 @@ def build_backbone(family: str):
     package, cls, kwargs = FAMILY_BACKBONES[family]
     if package == 'timm':
         from timm.models import vision_transformer as module
+    elif package == 'mmseg':
+        from mmseg.models import backbones as module
     else:
         import mmpretrain.models  # noqa: F401  (registers mmpretrain's)
         from mmdet.utils import register_all_modules
@@ -368,7 +373,7 @@ def family_case(family: str) -> Dict[str, Any]:
         spec = spec_for(backbone, family)
     else:
         spec = spec_for(backbone)
-    if spec.rules is not BUILTIN_RULES[family]:
+    if spec.rules is not BUILTIN_RULES[family].rules:
         raise ValueError(f'{family}: {class_path(type(backbone))} gets '
                          f'{spec.rules.name} rules by class')
     model = ToyDetector(backbone)

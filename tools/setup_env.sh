@@ -14,6 +14,7 @@ VENV=$ROOT/.venv
 PY=${PYTHON:-python3}
 CACHE=${LAYERDECAY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/layerdecay_plugin}
 MMCV_VERSION=2.1.0
+MMPOSE_VERSION=1.3.2
 # Everything that changes the compiled mmcv is in the wheel cache's folder name, so a wheel
 # built another way (the old -g builds in $CACHE/wheels) is never picked up.
 MMCV_CFLAGS=-g0
@@ -104,6 +105,10 @@ fi
 # tests run it on CPU with gloo, which needs none of them).
 DS_BUILD_OPS=0 stage "mmdet $(pin mmdet), mmpretrain $(pin mmpretrain) and the rest of requirements-dev.txt" \
   pip install -q -r requirements-dev.txt
+# mmpose only for the registry tests (its ViTPose constructor takes the plugin's class
+# name): a pure-Python wheel whose own requirements (chumpy, xtcocotools) do not build
+# here and are not needed to import its optimizer-wrapper module.
+stage "mmpose $MMPOSE_VERSION (--no-deps)" pip install -q --no-deps "mmpose==$MMPOSE_VERSION"
 stage 'layerdecay_plugin (editable install)' pip install -q --no-deps -e .
 stage 'import check (mmcv.ops, mmdet, mmpretrain, layerdecay_plugin)' \
   "$VENV/bin/python" -c "import mmcv.ops, mmdet.models, mmpretrain.models, layerdecay_plugin"

@@ -12,7 +12,12 @@ checkpoints, DeepSpeed 0.19; on CPU also gloo and CPU device ids).
 
 A config that names the plugin's constructor or hook without importing
 ``layerdecay_plugin`` in ``custom_imports`` is refused with the fix (mmdet's
-own tools/train.py would stop with a registry ``KeyError``). After training
+own tools/train.py would stop with a registry ``KeyError``); exit status 1.
+So is one that asks for layer decay and would train without it, or stop
+with mmengine's ``KeyError`` traceback: the plugin's name as
+``optim_wrapper.type``, a misspelt or another project's layer-decay
+constructor name ("did you mean"), ``decay_rate`` & co. with no
+constructor; exit status 2. After training
 it prints what the run did (``layerdecay_plugin.cli.summary``): the group
 table, each layer's lr at the first, the highest and the last iteration,
 and where the checkpoint, log, scalars and the picture of every layer's lr
@@ -37,7 +42,8 @@ from mmengine.registry import RUNNERS  # noqa: E402
 from mmengine.runner import Runner  # noqa: E402
 
 import dist_compat  # noqa: E402  (tools/, next to this script)
-from layerdecay_plugin.cli.inspect import missing_plugin_import  # noqa: E402
+from layerdecay_plugin.cli.inspect import (  # noqa: E402
+    missing_plugin_import, wiring_problem)
 from layerdecay_plugin.cli.summary import (  # noqa: E402
     SummaryError, summarize_run)
 
@@ -63,6 +69,10 @@ def main() -> None:
         print(f'{args.config}: {problem}', file=sys.stderr)
         if problem.startswith('error'):
             sys.exit(1)
+    problem = wiring_problem(cfg)  # in the scope the Runner will set
+    if problem:
+        print(f'{args.config}: error: {problem}', file=sys.stderr)
+        sys.exit(2)
     cfg.work_dir = args.work_dir or cfg.get('work_dir') or osp.join(
         'work_dirs', osp.splitext(osp.basename(args.config))[0])
     cfg.resume = args.resume or cfg.get('resume', False)

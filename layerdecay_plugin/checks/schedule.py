@@ -120,8 +120,8 @@ def check_schedule(param_scheduler: Any, layers: Sequence[Tuple[int, float]],
         fix = (f'use {ratio_key}={value / base_lr:.3g} instead (the same '
                f'floor for an lr of {base_lr:g}, relative to each layer\'s '
                'lr)' if ratio_key else
-               f'set {key} below the lowest layer\'s starting lr '
-               f'({stem_lr:.3g}), e.g. {key}=0')
+               f'lower {key} to under {NEGLIGIBLE:.0%} of the lowest '
+               f'layer\'s starting lr ({stem_lr:.3g}), e.g. {key}=0')
         above = [i for i, lr in layers if value >= lr]
         if above:
             notes.append(Note('warning', (

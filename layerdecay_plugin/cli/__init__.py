@@ -13,12 +13,12 @@ import sys
 from typing import List, Optional, Sequence
 
 from . import inspect, summary
-from .inspect import load_config, missing_plugin_import
+from .inspect import load_config, missing_plugin_import, wiring_problem
 
 PROG = 'python -m layerdecay_plugin'
 _COMMANDS = {'inspect': inspect, 'summary': summary}
 _USAGE = ('%(prog)s inspect CONFIG [--cfg-options K=V ...] [--json PATH] '
-          '[--plot PATH]\n       %(prog)s summary WORK_DIR [--plot PATH]')
+          '[--plot PATH] [--wide]\n       %(prog)s summary WORK_DIR [--plot PATH]')
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,11 +73,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     ``layerdecay-inspect``.
 
     Returns:
-        int: 0, or 1 for what the command could not do (its message is
-        printed to stderr without a traceback; see each command's ``run``).
+        int: 0; 1 for what the command could not do; 2 for a config that
+        asks for layer decay and would train without it, as for bad
+        arguments. The message is printed to stderr without a traceback
+        (see each command's ``run``).
     """
     args = parse_args(argv)
     return _COMMANDS[args.command].run(args)
 
 
-__all__ = ['load_config', 'main', 'missing_plugin_import', 'parse_args']
+__all__ = ['load_config', 'main', 'missing_plugin_import', 'parse_args',
+           'wiring_problem']

@@ -4,8 +4,11 @@ get?
 Builds only the model of a config (no dataset, no weights: ``init_weights``
 is never called and ``init_cfg`` is dropped) and the optimizer its
 ``optim_wrapper`` describes, then prints one row per param group ordered by
-layer id. Works with this plugin's constructor, mmdet's
-``LearningRateDecayOptimizerConstructor`` and any other constructor.
+layer id, and what the config's ``param_scheduler`` does to the layers' lrs
+(``checks.schedule``). Works with this plugin's constructor, mmdet's
+``LearningRateDecayOptimizerConstructor`` and any other constructor. A
+config that asks for layer decay and would not get it
+(``registry.constructor_problem``) is refused before anything is built.
 """
 import argparse
 import copy
@@ -15,9 +18,10 @@ import sys
 import warnings
 from typing import Any, Dict, List, Optional
 
+from ..checks.schedule import check_schedule
 from ..errors import LayerDecayConfigError
 from ..messages import config_warnings
-from ..registry import NAME, OWN_KEYS, SHARED_NAME
+from ..registry import NAME, OWN_KEYS, SHARED_NAME, constructor_problem
 from ..report import GroupTableFilter, group_data, record_title, row_order
 from ..resume import record_of
 from .render import Series, group_table, plot
@@ -49,6 +53,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='write groups and every parameter as JSON')
     parser.add_argument('--plot', metavar='PATH',
                         help='write a PNG of lr per layer id')
+    parser.add_argument('--wide', action='store_true',
+                        help='every column in full (default: at most 120 '
+                        'characters wide)')
 
 
 def _existing_file(path: str) -> str:
@@ -110,6 +117,34 @@ def missing_plugin_import(cfg) -> Optional[str]:
             f'would hide that). Fix: {fix}.')
 
 
+def training_scope(cfg) -> Optional[str]:
+    """The default scope a ``Runner`` gives a config: ``'mmengine'`` (the
+    root registries, no mmdet import) where it sets none, none for None."""
+    return cfg.get('default_scope', 'mmengine')
+
+
+def wiring_problem(cfg) -> str:
+    """:func:`~layerdecay_plugin.registry.constructor_problem`, names looked
+    up as training does: ``custom_imports`` imported, in the registry of
+    the default scope (mmdet's constructors are in mmdet's, not the root).
+
+    Args:
+        cfg: The merged config.
+
+    Returns:
+        str: Why its run would not get the layer decay it asks for (the
+        key, the value and the fix); ``''`` when it would.
+    """
+    from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
+    from mmengine.utils import import_modules_from_strings
+
+    if cfg.get('custom_imports'):
+        import_modules_from_strings(**cfg.custom_imports)
+    with OPTIM_WRAPPER_CONSTRUCTORS.switch_scope_and_registry(
+            training_scope(cfg)) as registry:
+        return constructor_problem(cfg.get('optim_wrapper'), registry)
+
+
 def _drop_init_cfg(node: Any) -> None:
     # Pretrained weights would be downloaded by init_weights, which is never
     # called; dropping init_cfg makes that explicit.
@@ -167,11 +202,7 @@ def build_optimizer(cfg, config: str):
 
     if cfg.get('custom_imports'):
         import_modules_from_strings(**cfg.custom_imports)
-    # The scope training gets: mmengine's Runner uses 'mmengine' (the root
-    # registries) when a config sets none, and no scope for None. mmdet
-    # configs set 'mmdet' in their default_runtime base; a torch-only config
-    # must not import mmdet (or warn that it is missing) to build its model.
-    scope = cfg.get('default_scope', 'mmengine')
+    scope = training_scope(cfg)  # the scope training gets
     if scope is not None:
         init_default_scope(scope)
     model_cfg = copy.deepcopy(cfg.model)  # ConfigDict: models read attributes
@@ -232,14 +263,35 @@ def lr_per_layer(groups: List[dict]) -> List[Series]:
     ]
 
 
+def schedule_notes(cfg, groups: List[dict], base_lr: float) -> list:
+    """What the config's ``param_scheduler`` does to the layers' lrs:
+    :func:`~layerdecay_plugin.checks.schedule.check_schedule` on each
+    layer's lr before any option, as the constructor reports it when a
+    runner builds it.
+
+    Args:
+        cfg: The merged config.
+        groups: The groups (:func:`summarize`).
+        base_lr: The optimizer's ``lr``.
+
+    Returns:
+        list[Note]: Warnings and info lines; empty without layer ids.
+    """
+    lrs = {g['layer_id']: g['lr_scale'] * base_lr for g in groups
+           if g['layer_id'] is not None}
+    return check_schedule(cfg.get('param_scheduler'), sorted(lrs.items()),
+                          base_lr)
+
+
 def run(args: argparse.Namespace) -> int:
     """Print the table of a config's groups; write ``--json``/``--plot``.
 
     Returns:
-        int: 0, or 1 for a config that cannot be read or would not train
-        (a ``LayerDecayConfigError``, or the plugin not in
-        ``custom_imports``): the message is printed to stderr without a
-        traceback.
+        int: 0; 1 for a config that cannot be read or would not train (a
+        ``LayerDecayConfigError``, or the plugin not in ``custom_imports``);
+        2 for one that asks for layer decay and would train without it
+        (:func:`wiring_problem`). The message is printed to stderr without
+        a traceback.
     """
     try:
         cfg = load_config(args.config, args.cfg_options)
@@ -254,6 +306,10 @@ def run(args: argparse.Namespace) -> int:
         print(f'{args.config}: {problem}', file=sys.stderr)
         if problem.startswith('error'):
             return 1
+    problem = wiring_problem(cfg)
+    if problem:
+        print(f'{args.config}: error: {problem}', file=sys.stderr)
+        return 2
     try:
         optimizer, model = build_optimizer(cfg, args.config)
     except LayerDecayConfigError as error:
@@ -271,7 +327,11 @@ def run(args: argparse.Namespace) -> int:
     header = record_title(record_of(optimizer))
     if header:  # the line the training log has above the same table
         title += '\n' + header
-    print(group_table(summary['groups'], title, samples=True))
+    print(group_table(summary['groups'], title, samples=True,
+                      wide=args.wide))
+    for note in schedule_notes(cfg, summary['groups'],
+                               optimizer.defaults['lr']):
+        print(f'{note.level}: {note.text}')
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(dict(config=args.config, constructor=constructor,

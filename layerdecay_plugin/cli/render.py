@@ -4,9 +4,12 @@ from typing import Any, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from ..report import GroupRow, format_extra, format_group_table
 
+#: Where a table that was fitted has the rest.
+WIDE_HINT = ' (--wide shows all; --json has every parameter)'
+
 
 def group_table(groups: Sequence[Mapping[str, Any]], title: str,
-                samples: bool = False) -> str:
+                samples: bool = False, wide: Optional[bool] = None) -> str:
     """The group table of groups as ``report.group_data`` gives them.
 
     The lr column is the lr before the schedule (``initial_lr`` where an lr
@@ -17,9 +20,16 @@ def group_table(groups: Sequence[Mapping[str, Any]], title: str,
         title: The line above the table.
         samples: Add the first parameter names of each group (from its
             ``param_names``).
+        wide: True: every column in full (``inspect --wide``); False: at
+            most ``report.MAX_WIDTH`` characters, the note on what was left
+            out pointing at ``--wide``; None: the same for a command without
+            ``--wide``.
 
     Returns:
-        str: The table.
+        str: The table. The notes the constructor logs under its table
+        (frozen ids, groups kept apart) reach the inspect command as a log
+        line (``report.GroupTableFilter``): they need the model and the
+        config, which group data lacks.
     """
     rows = [
         GroupRow(g['group_name'],
@@ -30,7 +40,9 @@ def group_table(groups: Sequence[Mapping[str, Any]], title: str,
                  format_extra(g['extra']))
         for g in groups
     ]
-    return format_group_table(rows, title, samples=samples)
+    hint = '' if wide is None else WIDE_HINT
+    return format_group_table(rows, title, samples=samples,
+                              wide=bool(wide), hint=hint)
 
 
 def _sample(names: Sequence[str]) -> str:

@@ -22,7 +22,7 @@ import sys
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from ..groupnames import parse_layer_lr_scalar
-from ..hooks import RUN_FILE
+from ..hooks import RUN_FILE, why_no_layer_lrs
 from ..report import record_title
 from ..resume import infer_settings
 from .render import Series, group_table, plot
@@ -107,10 +107,15 @@ def find_run(path: str) -> RunFiles:
             d for d in os.listdir(path) if _RUN_DIR.match(d) and
             osp.isfile(osp.join(path, d, 'vis_data', 'scalars.json')))
         if not runs:
+            hooked = any(osp.isfile(osp.join(path, d, RUN_FILE))
+                         for d in os.listdir(path) if _RUN_DIR.match(d))
             raise SummaryError(
                 f'{path}: no finished run here (no <timestamp>/vis_data/'
                 'scalars.json); give the work dir of a training run. '
-                f'Scalars are written by LocalVisBackend: {HOOK_FIX}.')
+                'Scalars are written by LocalVisBackend: ' + (
+                    f'LayerDecayLrHook ran (<timestamp>/{RUN_FILE}), add '
+                    'LocalVisBackend to visualizer.vis_backends.'
+                    if hooked else f'{HOOK_FIX}.'))
         log_dir, work_dir = osp.join(path, runs[-1]), path
     log = osp.join(log_dir, osp.basename(osp.normpath(log_dir)) + '.log')
     checkpoint = None
@@ -311,7 +316,8 @@ def summarize_run(path: str, png: Optional[str] = None) -> str:
     if not series:
         raise SummaryError(
             f'{run.scalars}: no layer_{{id}}_lr scalars, so no per-layer lr '
-            f'to show; train with {HOOK_FIX}.')
+            'to show; ' + (f'train with {HOOK_FIX}.' if run.groups is None
+                            else why_no_layer_lrs(run.groups)))
     groups, title = _groups_part(run)
     png = png or osp.join(run.log_dir, PNG_NAME)
     head_id = max(series)

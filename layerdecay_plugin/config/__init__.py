@@ -5,17 +5,18 @@ check raises :class:`~layerdecay_plugin.errors.LayerDecayConfigError`
 naming the key, the value and the fix. Torch-free.
 """
 from .custom_keys import ENTRY_KEYS, optimizer_keys, parse_custom_keys
-from .paramwise import (LAYER_DECAY_KEYS, MMENGINE_PARAMWISE_KEYS,
-                        RESUME_MISMATCH_KEY, RESUME_MISMATCH_MODES,
-                        LayerDecayCfg, check_against_rules,
-                        check_optimizer_cfg, parse_paramwise_cfg)
+from .paramwise import (KEY_ALIASES, LAYER_DECAY_KEYS,
+                        MMENGINE_PARAMWISE_KEYS, RESUME_MISMATCH_KEY,
+                        RESUME_MISMATCH_MODES, LayerDecayCfg, aliases_used,
+                        check_against_rules, check_optimizer_cfg,
+                        parse_paramwise_cfg)
 from .rules_key import (AutoRules, RulesCfg, parse_auto_rules,
                         parse_matchers, parse_rules)
 
 __all__ = [
-    'ENTRY_KEYS', 'LAYER_DECAY_KEYS', 'MMENGINE_PARAMWISE_KEYS',
+    'ENTRY_KEYS', 'KEY_ALIASES', 'LAYER_DECAY_KEYS', 'MMENGINE_PARAMWISE_KEYS',
     'RESUME_MISMATCH_KEY', 'RESUME_MISMATCH_MODES', 'AutoRules',
-    'LayerDecayCfg', 'RulesCfg', 'check_against_rules', 'check_optimizer_cfg',
+    'LayerDecayCfg', 'RulesCfg', 'aliases_used', 'check_against_rules', 'check_optimizer_cfg',
     'optimizer_keys', 'parse_auto_rules', 'parse_custom_keys',
     'parse_matchers', 'parse_paramwise_cfg', 'parse_rules'
 ]

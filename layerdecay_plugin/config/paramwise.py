@@ -19,6 +19,12 @@ from .values import check_mult, is_real
 LAYER_DECAY_KEYS = ('decay_rate', 'decay_type', 'num_layers', 'backbone_attr',
                     'rules', 'no_decay_names', 'resume_mismatch')
 
+#: The other OpenMMLab constructors' names for a key -> the plugin's:
+#: mmseg's ``LayerDecayOptimizerConstructor`` (BEiT), mmpretrain's
+#: ``LearningRateDecayOptimWrapperConstructor`` and mmpose's ViTPose
+#: constructor call the decay factor ``layer_decay_rate``.
+KEY_ALIASES = {'layer_decay_rate': 'decay_rate'}
+
 #: What a resumed checkpoint whose groups differ from the config's does (see
 #: :mod:`layerdecay_plugin.resume`): ``'error'`` (default) raises,
 #: ``'keep_checkpoint'`` loads the checkpoint's values after one warning.
@@ -62,6 +68,29 @@ class LayerDecayCfg(NamedTuple):
     resume_mismatch: str = 'error'
 
 
+def aliases_used(cfg: Any) -> Dict[str, str]:
+    """The keys of ``cfg`` spelled as another constructor spells them ->
+    the plugin's key they are read as (see :data:`KEY_ALIASES`)."""
+    if not isinstance(cfg, Mapping):
+        return {}
+    return {k: KEY_ALIASES[k] for k in cfg if k in KEY_ALIASES}
+
+
+def canonical_keys(cfg: Mapping) -> Dict[str, Any]:
+    """``cfg`` with the aliases of :data:`KEY_ALIASES` renamed.
+
+    Raises:
+        LayerDecayConfigError: If a key is given under both names.
+    """
+    for alias, key in aliases_used(cfg).items():
+        if key in cfg:
+            raise LayerDecayConfigError(
+                f'paramwise_cfg sets both {alias}={cfg[alias]!r} and '
+                f'{key}={cfg[key]!r}: {alias} is the name other OpenMMLab '
+                f'constructors give {key}; keep one of them.')
+    return {KEY_ALIASES.get(k, k): v for k, v in cfg.items()}
+
+
 def parse_paramwise_cfg(cfg: Optional[Mapping],
                         hyper_parameters: Optional[Collection[str]] = None,
                         optimizer: str = 'the optimizer') -> LayerDecayCfg:
@@ -89,6 +118,7 @@ def parse_paramwise_cfg(cfg: Optional[Mapping],
         raise LayerDecayConfigError(
             f'paramwise_cfg must be a dict, got {type(cfg).__name__} '
             f'{cfg!r}; e.g. {EXAMPLE}')
+    cfg = canonical_keys(cfg)
     for key in cfg:
         if key not in LAYER_DECAY_KEYS + MMENGINE_PARAMWISE_KEYS:
             close = difflib.get_close_matches(

@@ -697,3 +697,146 @@ def test_train_script_ends_with_the_summary(tmp_path, monkeypatch, capsys):
     assert f'iter_{MAX_ITERS}.pth' in '\n'.join(summary)
     log_dir, = work.glob('2*_*')
     assert (log_dir / PNG_NAME).read_bytes()[:8] == PNG_MAGIC
+
+
+# ------------------------- a run that meant layer decay hears why it has none
+
+from layerdecay_plugin.cli.summary import SummaryError  # noqa: E402
+
+
+def test_inspect_prints_the_schedule_notes_after_the_table(tmp_path, capsys):
+    """``check_schedule`` on the groups built: an absolute ``eta_min`` at
+    or above the stem's lr is a warning, one below it that flattens the
+    decay an info line; printed after the table."""
+    stem_lr = BASE_LR * 0.7**HEAD_ID  # 2.401e-4, the head's / 4.16
+    config = tmp_path / 'floors.py'
+    config.write_text(
+        f'_base_ = [{CONFIG!r}]\n'
+        'optim_wrapper = dict(paramwise_cfg=dict(decay_rate=0.7))\n'
+        'param_scheduler = [\n'
+        "    dict(type='CosineAnnealingLR', eta_min=3e-4, T_max=10),\n"
+        "    dict(type='PolyLR', eta_min=1e-4, power=1., end=10)]\n")
+    assert main(['inspect', str(config)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    notes = [line for line in lines
+             if line.startswith(('warning: ', 'info: '))]
+    assert lines[-2:] == notes  # after the table and its footnotes
+    assert notes[0].startswith(
+        'warning: layer decay: param_scheduler[0] CosineAnnealingLR('
+        'eta_min=0.0003) is an absolute floor at or above the starting lr '
+        f'of layer(s) 0 (layer 0 starts at {stem_lr:.3g})')
+    assert 'use eta_min_ratio=0.3 instead' in notes[0]
+    assert notes[1].startswith(
+        'info: layer decay: param_scheduler[1] PolyLR(eta_min=0.0001) is an '
+        'absolute floor: every layer ends at 0.0001')
+    # the config as it is: no schedule, no note
+    assert main(['inspect', CONFIG]) == 0
+    assert 'layer decay: param_scheduler' not in capsys.readouterr().out
+
+
+def test_inspect_takes_a_registered_constructor_without_decay_keys(capsys):
+    """The default constructor, named, without layer-decay keys: built, and
+    the table says there is no layer decay (no "did you mean")."""
+    assert main([CONFIG, '--cfg-options',
+                 'optim_wrapper.constructor=DefaultOptimWrapperConstructor',
+                 'optim_wrapper.paramwise_cfg=None']) == 0
+    assert 'no layer decay in this config' in capsys.readouterr().out
+
+
+def test_hook_with_layer_decay_gives_no_reason(all_layers_run):
+    _, _, log_dir = all_layers_run
+    assert json.loads((log_dir / RUN_FILE).read_text())[
+        'no_layer_decay'] is None
+    assert 'no layer-decay param groups' not in next(
+        log_dir.glob('*.log')).read_text()
+
+
+def hooked_cfg(work: Path, constructor: Optional[str],
+               paramwise: Optional[dict]) -> Config:
+    """The toy run with ``LayerDecayLrHook(layers='all')`` only (whose
+    groups need no name), ``constructor`` (None: no key) and ``paramwise``
+    as ``paramwise_cfg``."""
+    cfg = toy_run_cfg(str(work), f'light-why-{work.name}', MAX_ITERS,
+                      2 * MAX_ITERS, [],
+                      [dict(type='LayerDecayLrHook', layers='all')], None)
+    del cfg.optim_wrapper['constructor']
+    if constructor is not None:
+        cfg.optim_wrapper.constructor = constructor
+    cfg.optim_wrapper.paramwise_cfg = paramwise
+    return cfg
+
+
+NOT_OURS = ("the optimizer was not built by layerdecay_plugin's constructor: "
+            "optim_wrapper.constructor is 'DefaultOptimWrapperConstructor', "
+            'so the run has no layer decay. Set optim_wrapper.constructor='
+            f"'{NAME}' and paramwise_cfg=dict(decay_rate=...) to get it.")
+MISSING = ("optim_wrapper.paramwise_cfg sets decay_rate, rules, but "
+           "optim_wrapper.constructor is not set (mmengine's "
+           'DefaultOptimWrapperConstructor), which ignores them: the run '
+           f"would train without layer decay. Set optim_wrapper.constructor="
+           f"'{NAME}'.")
+
+
+@pytest.mark.parametrize('paramwise,reason', [
+    (None, NOT_OURS),  # another constructor, no layer decay asked
+    (dict(decay_rate=DECAY, rules='vit_blocks', num_layers=3), MISSING),
+])
+def test_hook_without_layer_decay_groups_says_why(tmp_path, paramwise,
+                                                  reason):
+    """The hook on an optimizer mmengine's default constructor built: a
+    warning before training with the reason (``constructor_problem`` where
+    the config has layer-decay keys, else the constructor it has), the
+    reason in layer_decay.json, and the summary names it instead of
+    advising to add the hook that was there."""
+    cfg = hooked_cfg(tmp_path, None if paramwise else
+                     'DefaultOptimWrapperConstructor', paramwise)
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    log_dir = Path(runner.log_dir)
+    data = json.loads((log_dir / RUN_FILE).read_text())
+    assert data['no_layer_decay'] == reason
+    assert ('WARNING - LayerDecayLrHook: the optimizer has no layer-decay '
+            'param groups (none named layer_{id}_...), so there is no layer '
+            f'lr to log: {reason}') in next(log_dir.glob('*.log')).read_text()
+    with pytest.raises(SummaryError) as error:
+        summarize_run(str(tmp_path))
+    assert str(error.value).endswith(
+        'no layer_{id}_lr scalars, so no per-layer lr to show; '
+        'LayerDecayLrHook ran, but the optimizer had no layer-decay groups: '
+        + reason)
+    assert "custom_hooks=[dict(type='LayerDecayLrHook'" not in \
+        str(error.value)
+
+
+def test_summary_of_a_hooked_run_without_scalars_asks_for_the_backend(
+        tmp_path):
+    """The hook wrote layer_decay.json but no LocalVisBackend wrote
+    scalars: the advice is the backend, not the hook."""
+    run = tmp_path / '20260101_000000'
+    run.mkdir()
+    (run / RUN_FILE).write_text('{"groups": []}')
+    with pytest.raises(SummaryError, match='add LocalVisBackend to '
+                       'visualizer.vis_backends') as error:
+        summarize_run(str(tmp_path))
+    assert 'LayerDecayLrHook' in str(error.value)
+    assert "custom_hooks=[dict(type='LayerDecayLrHook'" not in \
+        str(error.value)
+
+
+def test_train_script_summary_names_the_missing_constructor(
+        tmp_path, monkeypatch, capsys):
+    """tools/train.py with the hook and mmengine's default constructor (no
+    layer decay asked: it trains): its last words name the constructor."""
+    work = tmp_path / 'work'
+    cfg = hooked_cfg(work, 'DefaultOptimWrapperConstructor', None)
+    config = tmp_path / 'toy_default.py'
+    cfg.dump(str(config))
+    train_script(monkeypatch, config, '--work-dir', work)
+    out = capsys.readouterr().out
+    assert out.rstrip().splitlines()[-1] == (
+        '(no layer decay summary: ' + str(
+            next(work.glob('2*_*')) / 'vis_data' / 'scalars.json') +
+        ': no layer_{id}_lr scalars, so no per-layer lr to show; '
+        'LayerDecayLrHook ran, but the optimizer had no layer-decay groups: '
+        f'{NOT_OURS})')

@@ -1,6 +1,7 @@
 """The seams of the optimizer config (issue #20): the registry name,
 ``custom_keys`` entries and the weight decay they give back, and the
 schedule's absolute floors; torch + mmengine only."""
+import logging
 import os
 import subprocess
 import sys
@@ -226,7 +227,11 @@ def test_relative_schedules_keep_every_ratio(scheduler):
 
 def test_poly_and_one_cycle_fixes():
     poly, = check_schedule(dict(type='PolyLR', eta_min=0.5), LAYERS, 1.)
-    assert poly.level == 'warning' and 'set eta_min below' in poly.text
+    assert poly.level == 'warning' and "lower eta_min to under 1% of the " \
+        "lowest layer's starting lr" in poly.text
+    # a floor already below every start but flattening: the same fix holds
+    info, = check_schedule(dict(type='PolyLR', eta_min=0.02), LAYERS, 1.)
+    assert info.level == 'info' and 'lower eta_min to under 1%' in info.text
     cycle, = check_schedule(dict(type='OneCycleLR', eta_max=0.01), LAYERS,
                             1.)
     assert cycle.level == 'warning' and 'eta_max as a list' in cycle.text
@@ -251,3 +256,37 @@ def test_a_runner_checks_its_schedule_before_the_first_iteration(tmp_path):
     groups = runner.optim_wrapper.optimizer.param_groups
     stem = next(g for g in groups if g['group_name'].startswith('layer_0_'))
     assert stem['lr'] > stem['initial_lr']  # it rose, as the warning said
+
+
+# ------------------------------------------- the other constructors' keys
+
+
+def test_layer_decay_rate_is_read_as_decay_rate():
+    """mmseg's BEiT, mmpretrain's and mmpose's constructors spell the factor
+    layer_decay_rate: the same groups, and one log line says so."""
+    from mmengine.logging import MMLogger
+
+    logger = MMLogger.get_current_instance()
+    lines = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logger.addHandler(handler)
+    try:
+        theirs = layer_decay_groups(ToyDetector(ToyConvNeXt()),
+                                    dict(layer_decay_rate=0.8), ADAMW)
+    finally:
+        logger.removeHandler(handler)
+    ours = layer_decay_groups(ToyDetector(ToyConvNeXt()),
+                              dict(decay_rate=0.8), ADAMW)
+    assert [(g['group_name'], g['lr'], g['weight_decay']) for g in theirs] \
+        == [(g['group_name'], g['lr'], g['weight_decay']) for g in ours]
+    assert sum('paramwise_cfg.layer_decay_rate is read as decay_rate' in line
+               for line in lines) == 1
+
+
+def test_both_spellings_is_an_error():
+    with pytest.raises(LayerDecayConfigError,
+                       match=r'sets both layer_decay_rate=0.8 and '
+                       r'decay_rate=0.9: .* keep one of them'):
+        layer_decay_groups(ToyDetector(ToyConvNeXt()),
+                           dict(layer_decay_rate=0.8, decay_rate=0.9), ADAMW)
