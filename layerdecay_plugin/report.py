@@ -8,7 +8,7 @@ from typing import (Any, Callable, Dict, Iterable, List, Mapping, NamedTuple,
 
 from mmengine.logging import MMLogger
 
-from .config import parse_paramwise_cfg
+from .config import KEY_ALIASES, parse_paramwise_cfg
 from .groupnames import group_layer_id
 
 # Keys every layer-decay group has (initial_lr: added by lr schedulers);
@@ -264,8 +264,8 @@ def record_title(record: Optional[Mapping[str, Any]],
     paramwise = record.get('paramwise_cfg') or {}
     # decay_type's default lives in the config's parser
     parsed = parse_paramwise_cfg(
-        {k: paramwise[k] for k in ('decay_rate', 'decay_type')
-         if k in paramwise})
+        {k: paramwise[k] for k in ('decay_rate', 'decay_type',
+                                   *KEY_ALIASES) if k in paramwise})
     values = dict(decay_rate=parsed.decay_rate,
                   num_layers=record.get('num_layers',
                                         paramwise.get('num_layers')),

@@ -19,18 +19,23 @@ are found from the module tree, not from names
   ``stages.i``; ResNet's ``layer{i}.j``, not ``layer{i}``;
 - blocks of three or more parameter-owning modules (residual, transformer
   blocks) win; repeated pairs (conv + norm) are blocks only in a backbone
-  without such, elsewhere they are parts of blocks (timm's ``ConvNormAct``)
-  or transitions (ConvNeXt's downsample layers);
+  without such, or inside stages (sibling stages of one kind, each holding
+  them in a plain container besides small transitions:
+  ``stages.i = Sequential(downsample conv, Block, Block)``); elsewhere
+  they are parts of blocks (timm's ``ConvNormAct``, a RegNet
+  ``Bottleneck``'s attributes) or transitions (ConvNeXt's downsample
+  layers);
 - a backbone without any repeated structure gets one block per
   parameter-owning module (a VGG's convolutions).
 
 :func:`layerdecay_plugin.rules.auto.ids_from_order` turns the recorded
 order into ids (stem 0, blocks 1, 2, ... in the order they run, everything
-else with the next block to run). The log says how many blocks it found
-and where. Cost: one forward pass at the dummy input's size plus a hook
-per module, paid once when the optimizer is built (at 224 px on one CPU
-thread: 0.3 s for a ResNet-50 or Swin-T, 0.6 s for a ConvNeXt-B); the time
-is logged.
+else with the next block to run: a stage's downsample, the first stage's
+too, with the stage's first block, as timm groups them). The log says
+how many blocks it found and where. Cost: one forward pass at the dummy
+input's size plus a hook per module, paid once when the optimizer is built
+(at 224 px on one CPU thread: 0.3 s for a ResNet-50 or Swin-T, 0.6 s for a
+ConvNeXt-B); the time is logged.
 """
 import time
 from typing import Dict, List, Optional, Tuple
@@ -100,6 +105,22 @@ def _enclosing(name: str, blocks: set) -> Optional[str]:
     return None
 
 
+def _in_stage(name: str, block: str, blocks: List[str]) -> bool:
+    """Whether ``name`` and ``block`` share a module holding some blocks
+    but not all (their stage: ``stages.0`` for ``stages.0.0``, the first
+    stage's downsample, and ``stages.0.1``, its first block)."""
+    if name == block:
+        return False
+    parts, theirs = name.split('.'), block.split('.')
+    common = 0
+    while (common < min(len(parts), len(theirs))
+           and parts[common] == theirs[common]):
+        common += 1
+    stage = '.'.join(parts[:common])
+    return bool(stage) and not all(
+        b == stage or b.startswith(stage + '.') for b in blocks)
+
+
 def _ids_and_blocks(backbone: nn.Module, input_shape: Tuple[int, ...]
                     ) -> Tuple[Dict[str, int], List[str]]:
     """Layer ids (see :func:`auto_layer_ids`) and the blocks that ran, in
@@ -122,9 +143,14 @@ def _ids_and_blocks(backbone: nn.Module, input_shape: Tuple[int, ...]
             owners.setdefault(key, ([], block is not None, when))[0].extend(
                 names)
     ordered = sorted(owners.items(), key=lambda item: item[1][2])
+    ran = [key for key, (_, is_block, _) in ordered if is_block]
+    first = next((i for i, (_, (_, is_block, _)) in enumerate(ordered)
+                  if is_block), 0)
+    staged = [index for index, (key, _) in enumerate(ordered[:first])
+              if _in_stage(key, ran[0], ran)]
     ids = ids_from_order([(names, is_block)
-                          for _, (names, is_block, _) in ordered])
-    return ids, [key for key, (_, is_block, _) in ordered if is_block]
+                          for _, (names, is_block, _) in ordered], staged)
+    return ids, ran
 
 
 def auto_layer_ids(backbone: nn.Module,

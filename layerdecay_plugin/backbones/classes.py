@@ -14,13 +14,29 @@ BACKBONES: Dict[str, BackboneSpec] = {
     for family in FAMILIES.values() for path in family.classes
 }
 
+#: Classes whose own codebase's layer-decay constructor gives some of their
+#: parameters another lr or weight decay than ours -> what differs, named
+#: in the log line that says how the rules were chosen (docs/openmmlab.md).
+DIFFERENCES: Dict[str, str] = {
+    'mmseg.models.backbones.beit.BEiT': (  # and MAE, its subclass
+        "unlike mmseg's constructor, cls_token, pos_embed and "
+        'relative_position_bias_table get no weight decay (no_decay_names=[] '
+        "gives it back) and a final norm ln1 gets the last layer's lr, not "
+        "the head's (docs/openmmlab.md)"),
+}
+
 
 def spec_by_class(backbone: Any) -> Optional[BackboneSpec]:
-    """The spec of the nearest known class in the backbone's MRO, or None."""
+    """The spec of the nearest known class in the backbone's MRO, or None;
+    its ``source`` names the class and, where its own codebase's
+    constructor differs, how (:data:`DIFFERENCES`)."""
     for cls in type(backbone).__mro__:
-        spec = BACKBONES.get(class_path(cls))
+        path = class_path(cls)
+        spec = BACKBONES.get(path)
         if spec is not None:
-            return spec._replace(source=f'class {class_path(cls)}')
+            note = DIFFERENCES.get(path)
+            return spec._replace(
+                source=f'class {path}' + (f'; {note}' if note else ''))
     return None
 
 

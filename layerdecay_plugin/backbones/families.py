@@ -17,6 +17,7 @@ from typing import Dict, NamedTuple, Optional, Tuple
 
 from ..rules import (CONVNEXT, HIVIT, HOURGLASS, HRNET, MVIT, PVT, SWIN,
                      SWIN_V2, VGG, VIT, VIT_BLOCKS, BackboneRules)
+from ..rules.mscan import MSCAN
 from ..rules.staged import staged
 from . import depths as d
 from .types import BackboneSpec, BlockNames, Depths
@@ -46,6 +47,7 @@ class Family(NamedTuple):
 _SWIN_BLOCKS = BlockNames(r'stages\.(?P<stage>\d+)\.blocks\.(?P<block>\d+)\.')
 _MMDET = 'mmdet.models.backbones.'
 _MMPRETRAIN = 'mmpretrain.models.backbones.'
+_MMSEG = 'mmseg.models.backbones.'
 
 #: Family name (as ``paramwise_cfg.rules`` names it) -> family.
 FAMILIES: Dict[str, Family] = {
@@ -54,16 +56,21 @@ FAMILIES: Dict[str, Family] = {
         (_MMPRETRAIN + 'convnext.ConvNeXt', ),
         BlockNames(r'stages\.(?P<stage>\d+)\.(?P<block>\d+)\.', 0, 4)),
     # mmpretrain's Swin's own get_layer_depth gives the same layer ids, but
-    # no stages; TinyViT names its blocks as Swin does.
+    # no stages; TinyViT names its blocks as Swin does, mmseg's Swin is
+    # mmdet's.
     'swin': Family(
         SWIN, d.swin_depths,
         (_MMDET + 'swin.SwinTransformer',
          _MMPRETRAIN + 'swin_transformer.SwinTransformer',
-         _MMPRETRAIN + 'tinyvit.TinyViT'), _SWIN_BLOCKS),
-    # mmpretrain's (its ViTEVA02 subclasses it).
+         _MMPRETRAIN + 'tinyvit.TinyViT', _MMSEG + 'swin.SwinTransformer'),
+        _SWIN_BLOCKS),
+    # mmpretrain's (its ViTEVA02 subclasses it); mmseg's ViT (pre-norm
+    # ln_pre), and its BEiT and MAE (a BEiT subclass), which mmseg's own
+    # constructor gives these ids but with the final norm at the head's.
     'vit': Family(
         VIT, d.len_of('layers'),
-        (_MMPRETRAIN + 'vision_transformer.VisionTransformer', ),
+        (_MMPRETRAIN + 'vision_transformer.VisionTransformer',
+         _MMSEG + 'vit.VisionTransformer', _MMSEG + 'beit.BEiT'),
         BlockNames(r'layers\.(?P<block>\d+)\.')),
     # ViTDet's ViT (mmdet projects). timm's models (its VisionTransformer
     # too) get their own group_matcher: see backbones.timm.
@@ -73,11 +80,13 @@ FAMILIES: Dict[str, Family] = {
     # One id per residual block layer{i}.j after the stem conv1/bn1 (stem.
     # with deep_stem). mmdet's ResNetV1d, ResNeXt, Res2Net, ResNeSt,
     # DetectoRS_*, TridentResNet and RegNet subclass mmdet's ResNet;
-    # mmpretrain's RegNet subclasses its ResNet.
+    # mmpretrain's RegNet subclasses its ResNet; mmseg's ResNetV1c,
+    # ResNetV1d, ResNeXt and ResNeSt subclass its ResNet.
     'resnet': Family(
         staged('ResNet', ('conv1.', 'bn1.', 'gn1.', 'norm1.', 'stem.'),
                r'^layer(\d+)\.(\d+)\.'), d.attr_depths('stage_blocks'),
-        (_MMDET + 'resnet.ResNet', _MMPRETRAIN + 'resnet.ResNet'),
+        (_MMDET + 'resnet.ResNet', _MMPRETRAIN + 'resnet.ResNet',
+         _MMSEG + 'resnet.ResNet'),
         BlockNames(r'layer(?P<stage>\d+)\.(?P<block>\d+)\.', 1)),
     'swin_v2': Family(
         SWIN_V2, d.swin_depths,
@@ -110,9 +119,19 @@ FAMILIES: Dict[str, Family] = {
         d.efficientnet_depths,
         (_MMDET + 'efficientnet.EfficientNet',
          _MMPRETRAIN + 'efficientnet_v2.EfficientNetV2')),
-    'hrnet': Family(HRNET, d.hrnet_depths, (_MMDET + 'hrnet.HRNet', )),
-    'pvt': Family(PVT, d.pvt_depths,  # and PyramidVisionTransformerV2
-                  (_MMDET + 'pvt.PyramidVisionTransformer', )),
+    # mmseg's HRNet is mmdet's.
+    'hrnet': Family(HRNET, d.hrnet_depths,
+                    (_MMDET + 'hrnet.HRNet', _MMSEG + 'hrnet.HRNet')),
+    # mmdet's PVT v1 (v2 subclasses it); mmseg's MixVisionTransformer
+    # (SegFormer) names its stages as PVT v2 does.
+    'pvt': Family(PVT, d.pvt_depths,
+                  (_MMDET + 'pvt.PyramidVisionTransformer',
+                   _MMSEG + 'mit.MixVisionTransformer')),
+    # SegNeXt: PVT's stages under flat names patch_embed{s}, block{s}.j,
+    # norm{s}.
+    'mscan': Family(
+        MSCAN, d.stage_lengths('block'), (_MMSEG + 'mscan.MSCAN', ),
+        BlockNames(r'block(?P<stage>\d+)\.(?P<block>\d+)\.', 1)),
     'hourglass': Family(HOURGLASS, d.hourglass_depths,
                         (_MMDET + 'hourglass.HourglassNet', )),
     'vgg': Family(VGG, d.vgg_depths, (_MMDET + 'ssd_vgg.SSDVGG', )),

@@ -66,19 +66,17 @@ def spec_for(backbone: Any, rules: Optional[str] = None) -> BackboneSpec:
         if spec is not None:
             return spec
     raise LayerDecayConfigError(
-        'LayerDecayOptimWrapperConstructor cannot map the parameters of '
-        f'backbone class {class_path(type(backbone))} to layers. To fix '
-        "it, set one of: paramwise_cfg.rules='auto' (ids from its forward "
-        "order on a dummy input; rules=dict(type='auto', input_shape=(1, 3, "
-        "H, W)) to set the size); paramwise_cfg.rules=dict(layer_wise=["
-        "(regex, id), ...]); a built-in family name, paramwise_cfg.rules="
-        f'{"|".join(map(repr, FAMILIES))}; or call '
+        'layerdecay_plugin cannot map the parameters of backbone class '
+        f'{class_path(type(backbone))} to layers. To fix it, set one of: '
+        "paramwise_cfg.rules='auto' (ids from its forward order on a dummy "
+        "input; rules=dict(type='auto', input_shape=(1, 3, H, W)) sets the "
+        'size); paramwise_cfg.rules=dict(layer_wise=[(regex, id), ...]); a '
+        f'family, paramwise_cfg.rules={"|".join(map(repr, FAMILIES))}; or '
         'layerdecay_plugin.register_backbone_rules(YourClass, layer_wise=fn) '
-        'in a module listed in custom_imports. See docs/backbones.md. Known '
-        'without that: timm models (directly, features_only, or in '
-        "mmpretrain's TIMMBackbone), backbones with mmpretrain's "
-        'get_layer_depth(param_name, prefix), and these classes and their '
-        f'subclasses: {supported_backbones()}.')
+        'in a module of custom_imports (docs/backbones.md). Known without '
+        "that: timm models (bare, features_only, in mmpretrain's "
+        'TIMMBackbone), backbones with get_layer_depth(param_name, prefix), '
+        f'and these classes and subclasses: {supported_backbones()}.')
 
 
 def resolve(backbone: nn.Module, rules: Any,

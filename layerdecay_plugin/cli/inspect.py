@@ -211,7 +211,10 @@ def build_optimizer(cfg, config: str):
     optim_cfg = copy.deepcopy(cfg.optim_wrapper)
     if optim_cfg.get('type') == 'AmpOptimWrapper' and \
             not torch.cuda.is_available():
-        optim_cfg['type'] = 'OptimWrapper'  # same groups, no GPU needed
+        # same groups, no GPU needed; OptimWrapper takes no AMP arguments
+        optim_cfg['type'] = 'OptimWrapper'
+        for key in ('loss_scale', 'dtype', 'use_fsdp'):
+            optim_cfg.pop(key, None)
     logger = MMLogger.get_current_instance()
     table_filter = GroupTableFilter()
     logger.addFilter(table_filter)

@@ -1,7 +1,8 @@
 """Plain and hierarchical ViTs whose blocks form one flat list.
 
-mmpretrain's ``VisionTransformer`` (and ``ViTEVA02``, a subclass) names its
-blocks ``layers.i``; ViTDet's ``ViT``, timm's ``VisionTransformer``,
+mmpretrain's ``VisionTransformer`` (and ``ViTEVA02``, a subclass) and
+mmseg's ``VisionTransformer``, ``BEiT`` and ``MAE`` name their blocks
+``layers.i``; ViTDet's ``ViT``, timm's ``VisionTransformer``,
 mmpretrain's ``HiViT`` and ``MViT`` name them ``blocks.i``. HiViT and MViT
 have stages (HiViT: a ``PatchMerge`` block starts each later stage; MViT:
 the blocks listed in ``downscale_indices``), so their ``stage_wise`` gives
@@ -9,7 +10,8 @@ one id per stage; ``depths`` = blocks per stage (a plain ViT: one stage).
 
 Ids (``layer_wise`` / ``stage_wise``):
 
-- tokens, ``pos_embed``, ``patch_embed``, ``pre_norm``: 0 / 0
+- tokens, ``pos_embed``, ``patch_embed``, the pre-norm (``pre_norm``;
+  mmseg's ``ln_pre``): 0 / 0
 - block ``i`` (``layers.i`` / ``blocks.i``): ``i + 1`` / plain ViT ``i + 1``,
   HiViT and MViT: its stage + 1
 - final norm (``ln1``/``ln2``; ``norm``/``fc_norm``): ``N`` / ``N``
@@ -34,8 +36,10 @@ def vit_min_num_layers(depths: Sequence[int], decay_type: str) -> int:
     return sum(depths)
 
 
+# `patch_embed` without the dot, as mmseg's constructor matches it: a
+# patch embedding kept as a bare parameter is one too.
 _VIT_EMBED = ('cls_token', 'dist_token', 'reg_token', 'mask_token',
-              'pos_embed', 'patch_embed.', 'pre_norm.')
+              'pos_embed', 'patch_embed', 'pre_norm.', 'ln_pre.')
 
 
 def _vit_id(name: str, num_layers: int, blocks: str,
@@ -52,10 +56,12 @@ def _vit_id(name: str, num_layers: int, blocks: str,
 def vit_layer_id(name: str, num_layers: int, depths: Sequence[int] = ()) -> int:
     """Layer id of an mmpretrain ``VisionTransformer`` parameter.
 
-    Tokens, ``pos_embed``, ``patch_embed`` and ``pre_norm`` are 0, block
-    ``layers.i`` is ``i + 1``, the final norms ``ln1``/``ln2`` go with the
-    last layer (``num_layers``), anything else is ``num_layers + 1``. A
-    plain ViT has one block per stage, so ``stage_wise`` is the same.
+    Tokens, ``pos_embed``, ``patch_embed`` and the pre-norm (``pre_norm``,
+    mmseg's ``ln_pre``) are 0, block ``layers.i`` is ``i + 1``, the final
+    norms ``ln1``/``ln2`` go with the last layer (``num_layers``), anything
+    else is ``num_layers + 1``. A plain ViT has one block per stage, so
+    ``stage_wise`` is the same. mmseg's ``VisionTransformer``, ``BEiT`` and
+    ``MAE`` name theirs the same way.
 
     A rule (:data:`~layerdecay_plugin.rules.common.IdRule`); ``depths``
     unused.

@@ -317,3 +317,224 @@ def test_find_blocks_on_module_tables():
 ])
 def test_describe_blocks(blocks, text):
     assert describe_blocks(blocks) == text
+
+
+# Stages of blocks of two parameter-owning modules (issue #21, item 5):
+# the stages hold more, but a person counts the blocks inside them.
+
+
+class StagedNet(nn.Module):
+    """Stem conv, then stages ``[downsample conv, Block, Block, ...]`` in
+    an ``nn.ModuleList`` (``depths`` blocks each), the blocks residual
+    conv + norm pairs of one class."""
+
+    def __init__(self, depths=(2, 2, 2), width: int = 4):
+        super().__init__()
+        self.stem = nn.Conv2d(3, width, 3, padding=1)
+        self.stages = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(width * (i or 1), width * (i + 1), 2,
+                                    stride=2),
+                          *(ConvNormBlock(width * (i + 1))
+                            for _ in range(depth)))
+            for i, depth in enumerate(depths))
+
+    def forward(self, x):
+        x = self.stem(x)
+        for stage in self.stages:
+            x = stage(x)
+        return x
+
+
+def test_blocks_inside_stages_of_a_downsample_and_blocks():
+    """The issue's reproduction: 3 stages of 2 blocks are 6 blocks, not 3
+    (before: 3 blocks, ids 0..3). A stage's downsample goes with the block
+    after it (timm's convention), the first stage's too: the stem is
+    ``stem``."""
+    backbone = StagedNet()
+    assert find_blocks(backbone) == [f'stages.{i}.{j}' for i in range(3)
+                                     for j in (1, 2)]
+    ids = auto_layer_ids(backbone, SHAPE)
+    assert sorted(set(ids.values())) == list(range(7))
+    assert ids['stem.weight'] == 0
+    assert [ids[f'stages.{i}.{j}.conv.weight'] for i in range(3)
+            for j in (1, 2)] == [1, 2, 3, 4, 5, 6]
+    assert [ids[f'stages.{i}.0.weight'] for i in range(3)] == [1, 3, 5]
+
+
+def test_stages_of_one_and_of_three_blocks():
+    backbone = StagedNet(depths=(1, 1, 3))
+    # the lone blocks of the first two stages are blocks too
+    assert find_blocks(backbone) == ['stages.0.1', 'stages.1.1', 'stages.2.1',
+                                     'stages.2.2', 'stages.2.3']
+    ids = auto_layer_ids(backbone, SHAPE)
+    assert layer_count(ids) == 6
+    assert [ids[f'stages.{i}.0.bias'] for i in range(3)] == [1, 2, 3]
+    assert ids['stages.2.3.norm.bias'] == 5
+
+
+def test_stages_of_one_block_each():
+    """Nothing repeats inside a stage: the stages are the blocks, which
+    gives the ids of one block per stage all the same."""
+    backbone = StagedNet(depths=(1, 1, 1))
+    assert find_blocks(backbone) == ['stages.0', 'stages.1', 'stages.2']
+    ids = auto_layer_ids(backbone, SHAPE)
+    assert layer_count(ids) == 4
+    assert [(ids[f'stages.{i}.0.weight'], ids[f'stages.{i}.1.conv.weight'])
+            for i in range(3)] == [(1, 1), (2, 2), (3, 3)]
+
+
+class ClassStage(nn.Module):
+    """timm's stage layout: a class with a ``downsample`` and its blocks in
+    ``blocks``, an ``nn.Sequential``."""
+
+    def __init__(self, depth: int, cin: int, cout: int):
+        super().__init__()
+        self.downsample = ConvBN(cin, cout, 2, 2)
+        self.blocks = nn.Sequential(*(ConvNormBlock(cout)
+                                      for _ in range(depth)))
+
+    def forward(self, x):
+        return self.blocks(self.downsample(x))
+
+
+class ClassStagedNet(nn.Module):
+    """Three ``ClassStage`` (2, 3, 2 blocks) as attributes ``stage1``..
+    ``stage3``: the stages repeat, one class, and so do the blocks inside
+    them; the deeper, more numerous repetition wins."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = ConvBN(3, 4, 3)
+        self.stage1 = ClassStage(2, 4, 4)
+        self.stage2 = ClassStage(3, 4, 8)
+        self.stage3 = ClassStage(2, 8, 8)
+
+    def forward(self, x):
+        return self.stage3(self.stage2(self.stage1(self.stem(x))))
+
+
+def test_blocks_inside_repeated_stage_classes():
+    backbone = ClassStagedNet()
+    assert find_blocks(backbone) == [
+        f'stage{i}.blocks.{j}' for i, depth in ((1, 2), (2, 3), (3, 2))
+        for j in range(depth)]
+    ids = auto_layer_ids(backbone, SHAPE)
+    # before: 4 ids (stem, 3 stages)
+    assert layer_count(ids) == 8
+    assert ids['stem.conv.weight'] == ids['stem.bn.bias'] == 0
+    assert [ids[f'stage{i}.downsample.conv.weight'] for i in (1, 2, 3)] == \
+        [1, 3, 6]
+    assert ids['stage3.blocks.1.norm.weight'] == 7
+
+
+class CSPLayer(nn.Module):
+    """mmdet's ``CSPLayer``: main and short 1x1 convs, the blocks in
+    ``blocks``, a final conv over both."""
+
+    def __init__(self, width: int, depth: int):
+        super().__init__()
+        half = width // 2
+        self.main_conv = ConvBN(width, half)
+        self.short_conv = ConvBN(width, half)
+        self.blocks = nn.Sequential(*(ConvNormBlock(half)
+                                      for _ in range(depth)))
+        self.final_conv = ConvBN(2 * half, width)
+
+    def forward(self, x):
+        short = self.short_conv(x)
+        main = self.blocks(self.main_conv(x))
+        return self.final_conv(torch.cat([main, short], 1))
+
+
+class CSPNet(nn.Module):
+    """mmdet's ``CSPDarknet`` layout: a stem, then stages ``stage1``..
+    ``stage3``, each an ``nn.Sequential`` of a downsample conv and a
+    ``CSPLayer`` of 2 blocks."""
+
+    def __init__(self, width: int = 8):
+        super().__init__()
+        self.stem = nn.Conv2d(3, width, 3, padding=1)
+        for i in range(1, 4):
+            self.add_module(f'stage{i}', nn.Sequential(
+                ConvBN(width, width, 3, 2), CSPLayer(width, 2)))
+
+    def forward(self, x):
+        return self.stage3(self.stage2(self.stage1(self.stem(x))))
+
+
+def test_blocks_inside_csp_stages():
+    backbone = CSPNet()
+    assert find_blocks(backbone) == [f'stage{i}.1.blocks.{j}'
+                                     for i in (1, 2, 3) for j in (0, 1)]
+    ids = auto_layer_ids(backbone, SHAPE)
+    # before: 4 ids (stem, 3 stages)
+    assert layer_count(ids) == 7
+    assert ids['stem.weight'] == 0
+    # downsample and the split convs with the stage's first block
+    assert [ids[f'stage{i}.0.conv.weight'] for i in (1, 2, 3)] == [1, 3, 5]
+    assert ids['stage2.1.main_conv.bn.weight'] == \
+        ids['stage2.1.short_conv.conv.weight'] == 3
+    assert ids['stage3.1.blocks.1.conv.weight'] == 6
+    when = auto.param_first_calls(backbone, auto.first_calls(backbone, SHAPE))
+    along = [ids[name] for name in sorted(ids, key=when.__getitem__)]
+    assert along == sorted(along)
+
+
+def test_blocks_of_conv_norm_pairs_inside_one_block_stages_stay_parts():
+    """RegNet with one ``Bottleneck`` per stage: the stages are the blocks;
+    the conv + norm pairs of each Bottleneck are its parts (attributes of a
+    class), not blocks."""
+    backbone = NumberedNet()
+    backbone.s3 = Stage(1, 8, 16)
+    assert find_blocks(backbone) == ['s1', 's2', 's3']
+    assert layer_count(auto_layer_ids(backbone, SHAPE)) == 4
+
+
+def test_pairs_in_stages_on_module_tables():
+    seq = 'torch.nn.Sequential'
+    # CSPNeXt (mmdet's names): a stem of three conv + norm pairs next to
+    # stages whose weight sits in a CSPLayer: stem and stages stay blocks.
+    cspnext = {'': node('CSPNeXt', 20),
+               'stem': node(seq, 6, True)}
+    for j in range(3):
+        cspnext[f'stem.{j}'] = node('ConvModule', 2, element=True)
+    for i in (1, 2):
+        cspnext.update({
+            f'stage{i}': node(seq, 7, True),
+            f'stage{i}.0': node('ConvModule', 2, element=True),
+            f'stage{i}.1': node('CSPLayer', 5, element=True)})
+    assert blocks_of(cspnext) == ['stem', 'stage1', 'stage2']
+    # MLP-Mixer (timm's names): two Mlp pairs inside each block of a
+    # Sequential are its parts.
+    mixer = {'': node('MlpMixer', 13), 'stem': node('PatchEmbed', 1),
+             'blocks': node(seq, 12, True)}
+    for i in range(2):
+        mixer.update({
+            f'blocks.{i}': node('MixerBlock', 6, element=True),
+            f'blocks.{i}.mlp_tokens': node('Mlp', 2),
+            f'blocks.{i}.mlp_channels': node('Mlp', 2)})
+    assert blocks_of(mixer) == ['blocks.0', 'blocks.1']
+    # Stages of different classes (Inception's Mixed_6a, Block8) are no
+    # stages of one kind: their conv + norm pairs stay parts.
+    inception = {'': node('Inception', 12)}
+    for name, kind in (('mixed', 'Mixed'), ('block', 'Block8'),
+                       ('pair', 'Mixed')):
+        inception.update({name: node(kind, 4),
+                          f'{name}.branch': node(seq, 4, True)})
+        for j in range(2):
+            inception[f'{name}.branch.{j}'] = node('ConvNormAct', 2,
+                                                   element=True)
+    assert blocks_of(inception) == ['mixed', 'block', 'pair']
+
+
+def test_ids_from_order_staged_owners_go_with_the_first_block():
+    from layerdecay_plugin.rules.auto import ids_from_order
+    owners = [(['stem'], False), (['down'], False), (['b0'], True),
+              (['b1'], True)]
+    assert ids_from_order(owners) == {'stem': 0, 'down': 0, 'b0': 1,
+                                      'b1': 2}
+    assert ids_from_order(owners, staged=[1]) == {'stem': 0, 'down': 1,
+                                                  'b0': 1, 'b1': 2}
+    # nothing before them: the first stage's modules are the stem
+    assert ids_from_order(owners[1:], staged=[0]) == {'down': 0, 'b0': 1,
+                                                      'b1': 2}
