@@ -10,14 +10,18 @@ import copy
 from typing import Any, Dict, List, NamedTuple, Optional
 
 import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
 from mmengine.dist import get_dist_info
 from mmengine.logging import print_log
 from mmengine.optim import DefaultOptimWrapperConstructor
 from mmengine.registry import OPTIMIZERS
 
+from .backbones.no_decay import (declared_no_decay, declared_note,
+                                 model_no_decay)
 from .backbones.resolve import find_backbone, resolve
 from .backbones.types import class_path
 from .checks.custom_keys import check_custom_keys, check_decay_given_back
+from .checks.freeze_below import check_wrapper, freeze_note, ids_below
 from .checks.frozen import frozen_note
 from .checks.ids import check_layer_ids
 from .checks.num_layers import choose_num_layers
@@ -25,12 +29,14 @@ from .checks.schedule import report_schedule
 from .checks.twins import twin_note
 from .config import (LayerDecayCfg, aliases_used, check_against_rules,
                      check_optimizer_cfg, optimizer_keys, parse_paramwise_cfg)
+from .config.paramwise import ALIAS_ORIGINS
 from .grouping import GroupPlan, ParamInfo, plan_groups
 from .options import mmengine_options
 from .registry import register
 from .report import GroupRow, format_extra, log_group_table, table_title
 from .runner_context import runner_config
 from .resume import guard_resume, settings_record
+from .rules.common import effective_scale, with_stem_tokens
 from .sharding import (Shape, checked_fsdp_shapes, clean_name, numel,
                        original_shape)
 
@@ -40,6 +46,9 @@ class _Build(NamedTuple):
     parent strips its root wrapper, and what it learns for the guard."""
     fsdp_shapes: Dict[int, Shape]
     found: dict
+    # the DistributedDataParallel wrapper's find_unused_parameters; None
+    # for a model not in one
+    find_unused: Optional[bool] = None
 
 
 class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
@@ -71,6 +80,14 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     - ``resume_mismatch`` (str): ``'error'`` (default) or
       ``'keep_checkpoint'``: what loading an optimizer state whose groups
       differ from these does (docs/resume.md).
+    - ``min_lr_scale`` (float in (0, 1]): lr scales below it are raised
+      to it (timm's ``min_scale``).
+    - ``freeze_below`` (float in [0, 1)): parameters whose lr scale is
+      below it are left out of the optimizer with ``requires_grad=False``
+      (timm's ``no_opt_scale``).
+    - ``model_no_decay`` (bool): the names the backbone declares with
+      ``no_weight_decay()`` / ``no_weight_decay_keywords()`` get no weight
+      decay (default True).
     - mmengine's ``custom_keys``, ``bias_lr_mult``, ``bias_decay_mult``,
       ``norm_decay_mult``, ``dwconv_decay_mult``, ``flat_decay_mult``,
       ``dcn_offset_lr_mult``, ``bypass_duplicate``.
@@ -97,8 +114,8 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             getattr(optimizer_type, '__name__', optimizer_type))
         for alias, key in aliases_used(paramwise_cfg).items():
             print_log(f'layer decay: paramwise_cfg.{alias} is read as {key} '
-                      "(the name mmseg's BEiT, mmpretrain's and mmpose's "
-                      'layer-decay constructors give it)', logger='current')
+                      f'(its name in {ALIAS_ORIGINS[alias]})',
+                      logger='current')
         # Before the parent, which rejects a missing weight_decay with a
         # bare ValueError when a *_decay_mult is set.
         check_optimizer_cfg(optimizer)
@@ -112,7 +129,10 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         # module) takes no more arguments, so they travel on a copy of this
         # constructor made for this one build; this one keeps no state.
         build = copy.copy(self)
-        build._build = _Build(checked_fsdp_shapes(model), {})
+        build._build = _Build(
+            checked_fsdp_shapes(model), {},
+            model.find_unused_parameters
+            if isinstance(model, DistributedDataParallel) else None)
         optim_wrapper = super(LayerDecayOptimWrapperConstructor,
                               build).__call__(model)
         # Resume is exact or loud: loading a checkpoint whose groups differ
@@ -152,6 +172,9 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         rel_names = [n[len(head):] for n in named if n.startswith(head)]
 
         rules, depths, source = resolve(backbone, cfg.rules, rel_names)
+        # register tokens at the stem, whatever chose the rules
+        rules = rules._replace(ids={t: with_stem_tokens(r)
+                                    for t, r in rules.ids.items()})
         check_against_rules(cfg, rules)
         num_layers, note = choose_num_layers(rules, depths, rel_names,
                                              cfg.decay_type, cfg.decay_rate,
@@ -170,6 +193,21 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                 return rule(name[len(head):], num_layers, depths)
             return num_layers + 1
 
+        def scale_of(layer_id: int) -> float:
+            return effective_scale(cfg.decay_rate, num_layers, layer_id,
+                                   cfg.min_lr_scale)
+
+        # freeze_below: out of the optimizer, requires_grad=False
+        frozen_ids = ids_below((layer_id_of(n) for n, _ in all_params),
+                               scale_of, cfg.freeze_below)
+        to_freeze = [n for n in named if layer_id_of(n) in frozen_ids]
+        check_wrapper(to_freeze, [layer_id_of(n) for n in to_freeze],
+                      cfg.freeze_below, build.find_unused)
+        for name in to_freeze:
+            named.pop(name).requires_grad_(False)
+        declared = declared_no_decay(backbone) if cfg.model_no_decay else []
+        covered = model_no_decay(declared, named, head)
+
         custom_keys = cfg.mmengine.get('custom_keys', {})
         check_custom_keys(custom_keys, list(shapes), named)
         check_decay_given_back(custom_keys,
@@ -181,19 +219,27 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         plan = plan_groups(
             (ParamInfo(n, len(shapes[n]), options.get(id(p), {}))
              for n, p in named.items()), layer_id_of, cfg.decay_rate,
-            num_layers, self.base_lr, self.base_wd, cfg.no_decay_names)
+            num_layers, self.base_lr, self.base_wd, cfg.no_decay_names,
+            cfg.min_lr_scale, covered)
         params.extend(_to_param_group(g, named) for g in plan)
         build.found.update(family=rules.name, num_layers=num_layers)
         if get_dist_info()[0] == 0:
-            # What the groups do not show: ids with nothing trainable,
-            # and groups kept apart that the optimizer treats alike.
+            if declared:
+                print_log(declared_note(declared, covered,
+                                        cfg.backbone_attr), logger='current')
+            # What the groups do not show: ids with nothing trainable (by
+            # freeze_below, or frozen in the model), and groups kept apart
+            # that the optimizer treats alike.
+            ids = [(n, layer_id_of(n), p.requires_grad, numel(shapes[n]))
+                   for n, p in all_params]
+            below = freeze_note(ids, frozen_ids, scale_of, cfg.freeze_below)
             frozen = frozen_note(
-                [(layer_id_of(n), p.requires_grad) for n, p in all_params
-                 if n.startswith(head)],
+                [(i, trainable) for n, i, trainable, _ in ids
+                 if n.startswith(head) and i not in frozen_ids],
                 getattr(backbone, 'frozen_stages', None), cfg.backbone_attr)
             twins = twin_note([g._asdict() for g in plan], custom_keys)
             self._report(plan, shapes, rules.name, num_layers,
-                         [frozen, twins])
+                         [below, frozen, twins])
             report_schedule(runner_config('param_scheduler'),
                             {g.layer_id: g.lr_scale * self.base_lr
                              for g in plan}, self.base_lr)

@@ -3,11 +3,12 @@
 Torch-free: parameters arrive as :class:`ParamInfo` and the id rule as a
 callable, so every backbone's rules feed the same code path.
 """
-from typing import (Any, Callable, Dict, Iterable, List, Mapping, NamedTuple,
-                    Optional, Sequence, Tuple)
+from typing import (Any, Callable, Collection, Dict, Iterable, List,
+                    Mapping, NamedTuple, Optional, Sequence, Tuple)
 
 from .groupnames import Settings, group_names, group_layer_id
-from .rules import NO_DECAY_NAMES, is_no_decay, layer_scale
+from .rules import NO_DECAY_NAMES, is_no_decay
+from .rules.common import effective_scale
 
 __all__ = ['GroupPlan', 'ParamInfo', 'Settings', 'group_layer_id',
            'group_names', 'param_settings', 'plan_groups']
@@ -81,14 +82,17 @@ def plan_groups(params: Iterable[ParamInfo],
                 num_layers: int,
                 base_lr: float,
                 base_wd: float,
-                no_decay_names: Sequence[str] = NO_DECAY_NAMES
+                no_decay_names: Sequence[str] = NO_DECAY_NAMES,
+                min_lr_scale: Optional[float] = None,
+                no_decay_params: Collection[str] = ()
                 ) -> List[GroupPlan]:
     """Group trainable parameters that share a layer id and hyper-parameters.
 
     A parameter's lr is ``lr_scale(layer id) * (its mmengine lr or
-    base_lr)``; its weight decay is its mmengine weight decay where an
-    mmengine rule set one, else 0 for 1-D parameters, biases and
-    ``no_decay_names``, else ``base_wd`` (see :func:`param_settings`).
+    base_lr)``, the scale raised to ``min_lr_scale`` where below it; its
+    weight decay is its mmengine weight decay where an mmengine rule set
+    one, else 0 for 1-D parameters, biases, ``no_decay_names`` and
+    ``no_decay_params``, else ``base_wd`` (see :func:`param_settings`).
     Groups come out in the order their first parameter appears and hold
     their names in parameter order, which is the order mmdet produces, so an
     optimizer state saved with one loads into the other.
@@ -101,6 +105,9 @@ def plan_groups(params: Iterable[ParamInfo],
         base_lr: Optimizer lr.
         base_wd: Optimizer weight decay.
         no_decay_names: Last name components that get no weight decay.
+        min_lr_scale: The smallest lr scale (None: no floor).
+        no_decay_params: Full names that get no weight decay (those the
+            backbone declares, :mod:`.backbones.no_decay`).
 
     Returns:
         list[GroupPlan]: Groups named as :func:`group_names` says.
@@ -110,8 +117,9 @@ def plan_groups(params: Iterable[ParamInfo],
     for param in params:
         layer_id = layer_id_of(param.name)
         setting = param_settings(
-            param.options, is_no_decay(param.name, param.ndim,
-                                       no_decay_names), base_lr, base_wd)
+            param.options,
+            is_no_decay(param.name, param.ndim, no_decay_names)
+            or param.name in no_decay_params, base_lr, base_wd)
         # repr: extra values may be unhashable (lists)
         key = (layer_id, ) + setting[:3] + (repr(setting.extra), )
         if key not in groups:
@@ -121,7 +129,8 @@ def plan_groups(params: Iterable[ParamInfo],
                         base_wd)
     plans = []
     for name, (layer_id, setting, members) in zip(names, groups.values()):
-        scale = layer_scale(decay_rate, num_layers, layer_id)
+        scale = effective_scale(decay_rate, num_layers, layer_id,
+                                min_lr_scale)
         plans.append(
             GroupPlan(name, layer_id, scale, scale * setting.lr,
                       setting.weight_decay, members, dict(setting.extra)))

@@ -17,13 +17,24 @@ from .rules_key import RulesCfg, parse_rules
 from .values import check_mult, is_real
 
 LAYER_DECAY_KEYS = ('decay_rate', 'decay_type', 'num_layers', 'backbone_attr',
-                    'rules', 'no_decay_names', 'resume_mismatch')
+                    'rules', 'no_decay_names', 'resume_mismatch',
+                    'min_lr_scale', 'freeze_below', 'model_no_decay')
 
-#: The other OpenMMLab constructors' names for a key -> the plugin's:
-#: mmseg's ``LayerDecayOptimizerConstructor`` (BEiT), mmpretrain's
+#: Other constructors' names for a key -> the plugin's: mmseg's
+#: ``LayerDecayOptimizerConstructor`` (BEiT), mmpretrain's
 #: ``LearningRateDecayOptimWrapperConstructor`` and mmpose's ViTPose
-#: constructor call the decay factor ``layer_decay_rate``.
-KEY_ALIASES = {'layer_decay_rate': 'decay_rate'}
+#: constructor call the decay factor ``layer_decay_rate``; timm's
+#: ``param_groups_layer_decay`` calls the lr-scale floor ``min_scale`` and
+#: the freezing threshold ``no_opt_scale``.
+KEY_ALIASES = {'layer_decay_rate': 'decay_rate', 'min_scale': 'min_lr_scale',
+               'no_opt_scale': 'freeze_below'}
+#: Who gives each alias of :data:`KEY_ALIASES` that name, for the log line.
+ALIAS_ORIGINS = {
+    'layer_decay_rate': "mmseg's BEiT, mmpretrain's and mmpose's "
+                        'layer-decay constructors',
+    'min_scale': "timm's param_groups_layer_decay",
+    'no_opt_scale': "timm's param_groups_layer_decay",
+}
 
 #: What a resumed checkpoint whose groups differ from the config's does (see
 #: :mod:`layerdecay_plugin.resume`): ``'error'`` (default) raises,
@@ -57,6 +68,13 @@ class LayerDecayCfg(NamedTuple):
         mmengine: The mmengine paramwise options given, to compose with.
         resume_mismatch: ``'error'`` or ``'keep_checkpoint'``: what loading
             an optimizer state whose groups differ from these does.
+        min_lr_scale: The smallest lr scale a layer gets (scales below it
+            are raised to it), or None for none.
+        freeze_below: Parameters whose lr scale (after ``min_lr_scale``)
+            is below it are left out of the optimizer, frozen; 0: none.
+        model_no_decay: Whether the names the backbone declares with
+            ``no_weight_decay()`` / ``no_weight_decay_keywords()`` get no
+            weight decay.
     """
     decay_rate: float
     decay_type: str
@@ -66,6 +84,9 @@ class LayerDecayCfg(NamedTuple):
     no_decay_names: Tuple[str, ...] = NO_DECAY_NAMES
     mmengine: Mapping[str, Any] = {}
     resume_mismatch: str = 'error'
+    min_lr_scale: Optional[float] = None
+    freeze_below: float = 0.
+    model_no_decay: bool = True
 
 
 def aliases_used(cfg: Any) -> Dict[str, str]:
@@ -163,7 +184,45 @@ def parse_paramwise_cfg(cfg: Optional[Mapping],
         parse_rules(cfg.get('rules'), decay_type),
         _no_decay_names(cfg.get('no_decay_names', NO_DECAY_NAMES)),
         _mmengine_options(cfg, hyper_parameters, optimizer),
-        _resume_mismatch(cfg.get(RESUME_MISMATCH_KEY, 'error')))
+        _resume_mismatch(cfg.get(RESUME_MISMATCH_KEY, 'error')),
+        *_scale_limits(cfg.get('min_lr_scale'), cfg.get('freeze_below', 0.)),
+        _model_no_decay(cfg.get('model_no_decay', True)))
+
+
+def _scale_limits(floor: Any, threshold: Any) -> Tuple[Optional[float],
+                                                       float]:
+    """``min_lr_scale`` in (0, 1] or None, ``freeze_below`` in [0, 1),
+    and a floor below the threshold (else nothing would be frozen)."""
+    if floor is not None and (not is_real(floor) or not 0 < floor <= 1):
+        raise LayerDecayConfigError(
+            f'paramwise_cfg.min_lr_scale={floor!r} is invalid: it must be '
+            'a number in (0, 1], the smallest lr scale a layer gets (e.g. '
+            '0.01: no layer below 1% of its lr); leave it out for no '
+            'floor. (timm calls it min_scale.)')
+    if not is_real(threshold) or not 0 <= threshold < 1:
+        raise LayerDecayConfigError(
+            f'paramwise_cfg.freeze_below={threshold!r} is invalid: it must '
+            'be a number in [0, 1): parameters whose lr scale is below it '
+            'are frozen and left out of the optimizer (e.g. 0.01); 0 or '
+            'leaving it out freezes nothing. (timm calls it no_opt_scale.)')
+    if floor is not None and threshold and floor >= threshold:
+        raise LayerDecayConfigError(
+            f'paramwise_cfg.min_lr_scale={floor!r} is not below '
+            f'paramwise_cfg.freeze_below={threshold!r}: no lr scale is '
+            'below the floor, so freeze_below would freeze nothing. Lower '
+            'min_lr_scale below freeze_below, or drop one of them.')
+    return (None if floor is None else float(floor)), float(threshold)
+
+
+def _model_no_decay(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise LayerDecayConfigError(
+            f'paramwise_cfg.model_no_decay={value!r} must be True (the '
+            'default: the names the backbone declares with '
+            'no_weight_decay() / no_weight_decay_keywords() get no weight '
+            'decay) or False (only no_decay_names, 1-D parameters and '
+            'biases).')
+    return value
 
 
 def check_against_rules(cfg: LayerDecayCfg, rules: BackboneRules) -> None:

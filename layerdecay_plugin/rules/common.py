@@ -13,7 +13,8 @@ rule claims (e.g. out norms added for detection), gets ``num_layers + 1``
 
 Torch-free: plain names and numbers in, ids out.
 """
-from typing import Any, Callable, Dict, NamedTuple, Pattern, Sequence, Tuple
+from typing import (Any, Callable, Dict, NamedTuple, Optional, Pattern,
+                    Sequence, Tuple)
 
 DECAY_TYPES = ('layer_wise', 'stage_wise')
 
@@ -23,8 +24,14 @@ TOKEN_NAMES = ('cls_token', 'mask_token', 'pos_embed')
 #: Parameters that get no weight decay by default besides 1-D ones and biases:
 #: embeddings and position tables (matched on the last name component).
 NO_DECAY_NAMES = ('cls_token', 'mask_token', 'dist_token', 'reg_token',
-                  'pos_embed', 'absolute_pos_embed',
-                  'relative_position_bias_table', 'rel_pos_h', 'rel_pos_w')
+                  'register_tokens', 'storage_tokens', 'pos_embed',
+                  'absolute_pos_embed', 'relative_position_bias_table',
+                  'rel_pos_h', 'rel_pos_w')
+
+#: Register tokens (timm's ``reg_token``, DINOv2's ``register_tokens``,
+#: DINOv3's ``storage_tokens``): stem id 0 whatever the backbone's rules
+#: say (:func:`with_stem_tokens`); some rules know only ``cls_token``.
+STEM_TOKENS = ('reg_token', 'register_tokens', 'storage_tokens')
 
 #: A compiled ``(regex, id)`` rule of ``paramwise_cfg.rules`` (see
 #: :mod:`layerdecay_plugin.config.rules_key`).
@@ -115,6 +122,27 @@ def layer_scale(decay_rate: float, num_layers: int, layer_id: int) -> float:
     """
     # Written as mmdet writes it so the floats are bit-identical.
     return decay_rate**(num_layers + 2 - layer_id - 1)
+
+
+def effective_scale(decay_rate: float, num_layers: int, layer_id: int,
+                    min_lr_scale: Optional[float] = None) -> float:
+    """:func:`layer_scale`, raised to ``min_lr_scale`` where below it
+    (``paramwise_cfg.min_lr_scale``; None: no floor)."""
+    scale = layer_scale(decay_rate, num_layers, layer_id)
+    return scale if min_lr_scale is None else max(scale, min_lr_scale)
+
+
+def with_stem_tokens(rule: IdRule) -> IdRule:
+    """``rule``, with the register tokens of :data:`STEM_TOKENS` (as a
+    name's last component) at the stem's id 0, as ``cls_token``."""
+
+    def stem_tokens_first(name: str, num_layers: int,
+                          depths: Sequence[int]) -> int:
+        if name.rsplit('.', 1)[-1] in STEM_TOKENS:
+            return 0
+        return rule(name, num_layers, depths)
+
+    return stem_tokens_first
 
 
 def is_no_decay(name: str, ndim: int,

@@ -10,7 +10,9 @@ one id per stage; ``depths`` = blocks per stage (a plain ViT: one stage).
 
 Ids (``layer_wise`` / ``stage_wise``):
 
-- tokens, ``pos_embed``, ``patch_embed``, the pre-norm (``pre_norm``;
+- tokens (register tokens too: ``reg_token``, DINOv2's
+  ``register_tokens``, DINOv3's ``storage_tokens``), ``pos_embed``,
+  ``patch_embed``, the pre-norm (``pre_norm``;
   mmseg's ``ln_pre``): 0 / 0
 - block ``i`` (``layers.i`` / ``blocks.i``): ``i + 1`` / plain ViT ``i + 1``,
   HiViT and MViT: its stage + 1
@@ -38,8 +40,9 @@ def vit_min_num_layers(depths: Sequence[int], decay_type: str) -> int:
 
 # `patch_embed` without the dot, as mmseg's constructor matches it: a
 # patch embedding kept as a bare parameter is one too.
-_VIT_EMBED = ('cls_token', 'dist_token', 'reg_token', 'mask_token',
-              'pos_embed', 'patch_embed', 'pre_norm.', 'ln_pre.')
+_VIT_EMBED = ('cls_token', 'dist_token', 'reg_token', 'register_tokens',
+              'storage_tokens', 'mask_token', 'pos_embed', 'patch_embed',
+              'pre_norm.', 'ln_pre.')
 
 
 def _vit_id(name: str, num_layers: int, blocks: str,

@@ -186,6 +186,9 @@ def test_numbered_attribute_blocks_inside_stages():
     assert ids['fc.weight'] == 5
 
 
+@pytest.mark.skipif(
+    tuple(int(v) for v in torch.__version__.split('.')[:2]) < (2, 1),
+    reason='FSDP on the CPU needs torch 2.1')
 def test_a_backbone_with_fsdp_units_is_never_run(tmp_path):
     """The dry run of rules='auto' on a backbone holding FSDP units would
     start FSDP's lazy initialisation with an inner unit as root, and the
