@@ -134,9 +134,11 @@ def test_plan_groups_order_and_sharing():
 RULE_MODULES = ['rules', 'rules.common', 'rules.auto', 'rules.convnext',
                 'rules.hourglass', 'rules.hrnet', 'rules.pvt',
                 'rules.staged', 'rules.swin', 'rules.vgg', 'rules.vit',
-                'rules.timm', 'backbones.families', 'backbones.types',
+                'rules.timm', 'rules.timm_names', 'rules.mscan',
+                'backbones.families', 'backbones.types',
                 'backbones.depths', 'backbones.config_rules', 'checks.ids',
-                'checks.num_layers', 'config.paramwise', 'config.rules_key']
+                'checks.num_layers', 'checks.frozen', 'checks.twins',
+                'config.paramwise', 'config.rules_key']
 
 
 @pytest.mark.parametrize('module', RULE_MODULES + ['grouping', 'config'])

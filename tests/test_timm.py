@@ -8,8 +8,10 @@ distillation tokens), each at its smallest size, ``pretrained=False``:
 
 - parity: on the bare model, the partition of parameters into layers and
   their order equal ``timm.optim.param_groups_layer_decay``'s, except the
-  documented fixes (tokens at the stem, parameters the matcher leaves out
-  or only attaches to the previous group placed by the forward order);
+  documented fixes (parameters the matcher leaves out placed by the
+  forward order, and those it attaches to the previous group where the
+  forward order runs them elsewhere); a stage's transition or downsample
+  and a position table added mid-network are where timm puts them;
 - the ``features_only`` wrapper (renamed, head dropped) gets the bare
   model's layers for the parameters it keeps;
 - every result passes ``tests/test_forward_order.py``'s check.
@@ -25,12 +27,14 @@ import torch.nn as nn
 
 from conftest import ROOT, _register, our_groups
 from layerdecay_plugin import LayerDecayConfigError
-from layerdecay_plugin.backbones.auto import first_calls
+from layerdecay_plugin.backbones.auto import first_calls, param_first_calls
 from layerdecay_plugin.rules.timm import (MATCH_PREV, compile_matcher,
                                           fill_from_order, is_top_level,
-                                          name_candidates, original_name,
-                                          running_max, timm_layer_ids)
-from layerdecay_plugin.backbones.timm import _dummy_shapes
+                                          running_max, timm_ids_in_order,
+                                          timm_layer_ids)
+from layerdecay_plugin.rules.timm_names import name_candidates, original_name
+from layerdecay_plugin.backbones.timm_order import (dummy_shapes,
+                                                    forward_order)
 from test_forward_order import assert_forward_order, constructor_ids
 
 timm = pytest.importorskip('timm')
@@ -57,6 +61,12 @@ ARCHS = {
     'vit_pwee_patch16_reg1_gap_256': 'plain ViT, register token, fc_norm',
     'deit_tiny_distilled_patch16_224': 'plain ViT, distillation token',
     'eva02_tiny_patch14_224': 'EVA-02',
+    'cs3darknet_focus_s': "CSP, transition in the last block's group",
+    'cspnext_tiny': "CSPNeXt, attention and final conv in that group",
+    'densenet121': "DenseNet, transition in the last layer's group",
+    'hrnet_w18_small': "HRNet, transition in the last block's group",
+    'efficientvim_m1': 'downsample ending a stage, per-stage norms',
+    'visformer_tiny': 'position tables added before stages 2 and 3',
 }
 #: Smaller inputs for models of a fixed input size (cheaper, same names).
 SMALL = {
@@ -65,6 +75,8 @@ SMALL = {
     'vit_pwee_patch16_reg1_gap_256': dict(img_size=64),
     'deit_tiny_distilled_patch16_224': dict(img_size=64),
     'eva02_tiny_patch14_224': dict(img_size=56),
+    'densenet121': dict(growth_rate=8, block_config=(2, 3, 2, 2)),
+    'visformer_tiny': dict(img_size=64),
 }
 #: stage_wise (group_matcher(coarse=True)) is checked on these.
 STAGE_WISE = ('convnext_atto', 'resnet10t', 'efficientnet_b0',
@@ -131,13 +143,36 @@ def assert_same_partition(ours, theirs, names):
 
 
 def documented_fixes(model):
-    """Names whose id differs from timm's on purpose: parameters of the
-    model itself (stem), and names the matcher leaves out or attaches to
-    the previous group (forward order)."""
+    """Names whose id differs from timm's on purpose: names the matcher
+    leaves out (forward order), and names it attaches to the previous
+    group where that group runs after them (EfficientViM's per-stage
+    ``norm.0``: timm puts it with the last block)."""
     keys = compile_matcher(model.group_matcher(coarse=False))
+    theirs = timm_ids(model)
+    when = param_first_calls(model, first_calls(model, working_shape(model)))
+    anchored = [(when[n], theirs[n]) for n, _ in model.named_parameters()
+                if n in when and not is_top_level(n)
+                and keys(n) is not None and keys(n)[-1] != MATCH_PREV]
+
+    def against_the_order(name):
+        return any(t <= when[name] and i > theirs[name]
+                   or t >= when[name] and i < theirs[name]
+                   for t, i in anchored)
+
     return {n for n, _ in model.named_parameters()
-            if is_top_level(n) or keys(n) is None
-            or keys(n)[-1] == MATCH_PREV}
+            if keys(n) is None or keys(n)[-1] == MATCH_PREV
+            and against_the_order(n)}
+
+
+def own_parameters(model):
+    """Names of the parameters of the timm model itself (``model.`` for
+    ``FeatureGetterNet``): the forward-order check times them at the
+    model's call, before the stem."""
+    inner = getattr(model, 'model', None)
+    if isinstance(inner, nn.Module):
+        return [f'model.{n}' for n, _ in inner.named_parameters(
+            recurse=False)]
+    return [n for n, _ in model.named_parameters(recurse=False)]
 
 
 def features_to_bare(features, bare):
@@ -153,7 +188,7 @@ def features_to_bare(features, bare):
 
 def working_shape(model):
     """The first dummy input the model runs on, as the rules pick it."""
-    for shape in _dummy_shapes(model):
+    for shape in dummy_shapes(model):
         try:
             first_calls(model, shape)
             return shape
@@ -189,7 +224,10 @@ def test_parity_with_timm_on_the_bare_model(arch, models, our_ids):
     theirs = timm_ids(model)
     fixed = documented_fixes(model)
     compared = [n for n in ours if n not in fixed]
-    assert len(compared) > 0.9 * len(ours)
+    # HRNet's classification head, which the matcher leaves out, holds a
+    # quarter of its tensors
+    assert len(compared) > (0.75 if arch == 'hrnet_w18_small' else 0.9) * \
+        len(ours)
     assert_same_partition(ours, theirs, compared)
     assert num_layers == max(ours.values())  # the backbone's own head too
 
@@ -203,7 +241,15 @@ def test_ids_follow_forward_order(arch, features_only, models, our_ids):
     types = ['layer_wise'] + (['stage_wise'] if arch in STAGE_WISE else [])
     for decay_type in types:
         ids, num_layers = our_ids(arch, features_only, decay_type)
-        assert_forward_order(model, ids, num_layers, shape)
+        # timed at the model's call, which starts before the stem:
+        # test_position_tables_stay_with_their_stage checks them
+        later = [n for n in own_parameters(model) if ids.get(n, 0) > 0]
+        assert_forward_order(model, ids, num_layers, shape, ignore=later)
+        if later:  # timed by their first use, as the rules time them
+            when, _ = forward_order(model, later)
+            order = sorted((n for n in ids if ids[n] <= num_layers),
+                           key=when.__getitem__)
+            assert [ids[n] for n in order] == sorted(ids[n] for n in order)
 
 
 @pytest.mark.parametrize('arch', sorted(ARCHS))
@@ -216,6 +262,42 @@ def test_features_only_keeps_the_bare_layers(arch, models, our_ids):
     mapped = {n: bare_ids[to_bare[n]] for n in ids}
     assert_same_partition(ids, mapped, list(ids))
     assert max(ids.values()) == num_layers
+
+
+@pytest.mark.parametrize('features_only', [False, True],
+                         ids=['bare', 'features_only'])
+def test_position_tables_stay_with_their_stage(features_only, models,
+                                               our_ids):
+    """Visformer adds ``pos_embed2`` after ``patch_embed2``, before
+    ``stage2``: timm's group of that stage, not the stem (#21 item 6);
+    ``pos_embed1`` enters with the embedding: the stem."""
+    ids, _ = our_ids('visformer_tiny', features_only)
+    pre = 'model.' if features_only else ''
+    assert ids[pre + 'pos_embed1'] == 0
+    for k in (2, 3):
+        assert ids[pre + f'pos_embed{k}'] == ids[
+            pre + f'patch_embed{k}.proj.weight'] == ids[
+            pre + f'stage{k}.0.norm2.weight'] > ids[
+            pre + f'stage{k - 1}.0.norm2.weight']
+
+
+def test_transitions_stay_with_the_last_block(models, our_ids):
+    """timm attaches a stage's transition to the stage's last block, and it
+    runs there: kept, not merged with the next stage's first block."""
+    ids, _ = our_ids('cs3darknet_focus_s')
+    assert ids['stages.0.conv_transition.conv.weight'] == ids[
+        'stages.0.blocks.0.conv1.conv.weight'] < ids[
+        'stages.1.conv_down.conv.weight']
+    ids, _ = our_ids('densenet121')
+    assert ids['features.transition1.conv.weight'] == ids[
+        'features.denseblock1.denselayer2.conv1.weight'] < ids[
+        'features.denseblock2.denselayer1.conv1.weight']
+    # EfficientViM's norm.0 (stage 0's output, for the head): timm puts it
+    # with the last block, the forward order runs it after stage 0
+    ids, _ = our_ids('efficientvim_m1')
+    assert ids['norm.0.weight'] == ids['stages.0.downsample.dwconv1.conv.'
+                                       'weight'] < ids['stages.1.blocks.0.'
+                                                       'alpha']
 
 
 def test_a_matcher_that_does_not_describe_the_model_gives_forward_order():
@@ -392,6 +474,29 @@ def test_fill_and_running_max():
     assert names == ['late']
     placed = fill_from_order(raised, ['pre', 'final', 'unused'], when)
     assert placed == {'pre': 1, 'final': 2}  # 'unused' never ran: head
+
+
+def test_timm_ids_in_order_on_a_toy():
+    """Every fix on one toy: a transition keeps timm's previous group, a
+    norm_pre-like name joins the group before it in the forward order, a
+    token at the stem gets 0, a position table added mid-network keeps
+    timm's id, a token timm puts at the stem but first used after a block
+    joins the layer that takes it, the head follows the last block."""
+    prev = MATCH_PREV
+    keys = {'stem': (0., ), 'cls': (0., ), 'pre': (2., prev),
+            'b0': (1., 0.), 'trans': (1., 0., prev), 'pos1': (1., 1.),
+            'b1': (1., 1.), 'tok': (0., ), 'b2': (1., 2.),
+            'norm': (2., prev), 'head': None}
+    when = {n: t for t, n in enumerate(keys)}
+    ids, moved = timm_ids_in_order(keys, when, own=['cls', 'pos1', 'tok'])
+    assert ids == dict(stem=0, cls=0, pre=0, b0=1, trans=1, pos1=2, b1=2,
+                       tok=3, b2=3, norm=3, head=3)
+    assert moved == dict(raised=[], placed=['tok', 'head'], mid=['pos1',
+                         'tok'], prev=['pre'])
+    # registration order only (no dry run): tokens at the stem
+    ids, moved = timm_ids_in_order(keys, when, timed=False,
+                                   own=['cls', 'pos1', 'tok'])
+    assert ids['pos1'] == ids['tok'] == 0 and moved['mid'] == []
 
 
 # the shipped config: a detector with a timm backbone trains

@@ -17,12 +17,14 @@ timm's mistakes are not copied):
   ``pretrained_cfg['architecture']`` is built on the meta device (no
   memory, no weights) for them, and the wrapper's names are mapped back
   (``stages_0`` -> ``stages.0``);
-- the timm model runs once on zeros (:mod:`.trace`)
-  for its forward order: names the matcher leaves out or only attaches to
-  the previous group are placed by it, and ids that would decrease along
-  it are raised; when the model cannot be mapped at all (no matcher found,
-  or one that leaves out most of the model), every id comes from the
-  forward order (``rules='auto'``'s block finding). All of it is logged.
+- the timm model runs once on zeros (:mod:`.timm_order`) for its forward
+  order: names the matcher leaves out are placed by it, names it only
+  attaches to the previous group keep that group where it agrees,
+  parameters of the model itself first used mid-network go where they are
+  used, and ids that would decrease along it are raised; when the model
+  cannot be mapped at all (no matcher found, or one that leaves out most
+  of the model), every id comes from the forward order (``rules='auto'``'s
+  block finding). All of it is logged.
 
 Nothing here imports timm unless the backbone is a timm one.
 """
@@ -36,11 +38,11 @@ from mmengine.logging import print_log
 
 from ..errors import LayerDecayConfigError
 from ..rules import BackboneRules
-from ..rules.timm import (anchored_ids, compile_matcher, dense_ids,
-                          fill_from_order, original_name, running_max)
-from ..sharding import clean_name, unwrap
+from ..rules.timm import compile_matcher, is_top_level, timm_ids_in_order
+from ..rules.timm_names import original_name
+from ..sharding import clean_name
 from .auto import auto_layer_ids
-from .trace import first_calls, fsdp_units, param_first_calls
+from .timm_order import dummy_shapes, forward_order
 from .types import BackboneSpec, class_path
 
 #: mmpretrain's wrapper of timm models.
@@ -111,65 +113,6 @@ def _reference(model: nn.Module) -> Tuple[Optional[nn.Module], str]:
     return reference, f'the group_matcher of {arch!r} ({how})'
 
 
-#: Side of the dummy input for models without a fixed input size: enough
-#: for timm's CNNs (stride 32 and more), a fraction of the cost at 224 px.
-SMALL_SIZE = 128
-
-
-def _dummy_shapes(model: nn.Module) -> List[Tuple[int, ...]]:
-    """Inputs to try the timm model on: its patch embedding's fixed size
-    where it has one, else :data:`SMALL_SIZE` and then its
-    ``pretrained_cfg['input_size']``; with the channels of that
-    ``input_size``, then those of its first convolution (``in_chans``)."""
-    cfg = getattr(model, 'pretrained_cfg', None) or {}
-    channels, *size = cfg.get('input_size', (3, 224, 224))
-    fixed = bool(cfg.get('fixed_input_size'))
-    for module in model.modules():
-        img_size = getattr(module, 'img_size', None)
-        if isinstance(img_size, (tuple, list)) and len(img_size) == 2 and \
-                all(isinstance(s, int) for s in img_size):
-            size, fixed = list(img_size), True
-            break
-    sizes = [tuple(size)]
-    if not fixed and max(size) > SMALL_SIZE:
-        sizes.insert(0, (SMALL_SIZE, SMALL_SIZE))
-    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)),
-                None)
-    all_channels = [channels] + ([conv.in_channels] if conv is not None
-                                 and conv.in_channels != channels else [])
-    return [(1, c, *hw) for c in all_channels for hw in sizes]
-
-
-def _forward_order(model: nn.Module
-                   ) -> Tuple[Dict[str, int], Optional[Tuple[int, ...]]]:
-    """Name -> first call of its module on a dummy input, and that input's
-    shape; registration order and None when no dummy input works, or when
-    the model holds FSDP units (which a dry run would break)."""
-    names = [clean_name(n) for n, _ in model.named_parameters()]
-    by_registration = {n: i for i, n in enumerate(names)}
-    units = fsdp_units(model)
-    if units:
-        print_log(
-            f'layer decay: the timm model {type(unwrap(model)).__name__} '
-            f'holds {len(units)} FSDP unit(s), which a run on a dummy input '
-            'would initialise outside training; placing the parameters its '
-            'group_matcher leaves out by registration order instead',
-            logger='current')
-        return by_registration, None
-    for shape in _dummy_shapes(model):
-        try:
-            calls = param_first_calls(model, first_calls(model, shape))
-            return {clean_name(n): t for n, t in calls.items()}, shape
-        except LayerDecayConfigError:  # the shape; the next may do
-            pass
-    print_log(
-        f'layer decay: running the timm model {type(model).__name__} on a '
-        f'dummy input {_dummy_shapes(model)} failed; placing the parameters '
-        'its group_matcher leaves out by registration order instead',
-        logger='current', level=logging.WARNING)
-    return by_registration, None
-
-
 #: Largest share of a model's parameters its group_matcher may leave out;
 #: above it the matcher does not describe the model (timm 1.0.29's LeViT
 #: and RepViT matchers name ViT modules they lack) and every id comes from
@@ -194,11 +137,13 @@ class TimmGrouping:
                                     Optional[Tuple[int, ...]]]] = None
         self._ids: Dict[str, Dict[str, int]] = {}
 
-    def order(self) -> Tuple[Dict[str, int], Optional[Tuple[int, ...]]]:
-        """Name -> first call, and the dummy input shape that gave it (None:
-        registration order)."""
+    def order(self, own: Tuple[str, ...] = ()
+              ) -> Tuple[Dict[str, int], Optional[Tuple[int, ...]]]:
+        """Name -> first use, and the dummy input shape that gave it (None:
+        registration order); ``own``: the parameters of the model itself,
+        timed by their first use (the same for both decay types)."""
         if self._order is None:
-            self._order = _forward_order(self.model)
+            self._order = forward_order(self.model, own)
         return self._order
 
     def ids(self, decay_type: str) -> Dict[str, int]:
@@ -227,39 +172,51 @@ class TimmGrouping:
         grouping = compile_matcher(
             self.reference.group_matcher(coarse=_COARSE[decay_type]))
         # By original names: parameters of the model itself are told by them.
-        keys = {o: grouping(o) for o in original.values() if o}
-        by_original = anchored_ids(keys)
-        anchored = {n: by_original[o] for n, o in original.items()
-                    if o in by_original}
-        rest = [n for n in names if n not in anchored]
-        left_out = [n for n in rest if keys.get(original[n]) is None]
+        grouped = {o: grouping(o) for o in original.values() if o}
+        keys = {n: grouped[o] if o else None for n, o in original.items()}
+        left_out = [n for n, k in keys.items() if k is None]
         if len(left_out) > MAX_LEFT_OUT * len(names):
             return self._all_from_order(
                 decay_type, f'{self.how} leaves out {len(left_out)} of '
                 f'{len(names)} parameters, e.g. {_some(left_out)}')
-        order, shape = self.order()
+        own = tuple(n for n, o in original.items() if o and is_top_level(o))
+        order, shape = self.order(own)
+        ids, moved = timm_ids_in_order(keys, order, timed=shape is not None,
+                                       own=own)
+        self._log(decay_type, moved, shape,
+                  [n for n in moved['placed'] if original[n] is None])
+        return ids
+
+    def _log(self, decay_type: str, moved: Dict[str, List[str]],
+             shape: Optional[Tuple[int, ...]], unmapped: List[str]) -> None:
         source = f'the forward order on a dummy input {shape}' if shape \
             else 'registration order'
-        if shape:
-            anchored, raised = running_max(anchored, order)
-            if raised:
-                print_log(
-                    f'layer decay: timm {self.label} ({decay_type}): '
-                    f'{self.how} gives ids that decrease along the forward '
-                    f'pass; raised to the id before for {len(raised)} '
-                    f'parameter(s): {_some(raised)}', logger='current')
-        ids = dict(anchored)
-        if rest:
-            ids.update(fill_from_order(anchored, rest, order))
-            unmapped = [n for n in rest if original[n] is None]
+        head = f'layer decay: timm {self.label} ({decay_type}): '
+        if moved['raised']:
             print_log(
-                f'layer decay: timm {self.label} ({decay_type}): '
-                f'{len(rest)} parameter(s) placed by {source} rather than '
-                f'by {self.how}: {_some(rest)}'
+                f'{head}{self.how} gives ids that decrease along the forward '
+                f'pass; raised to the id before for {len(moved["raised"])} '
+                f'parameter(s): {_some(moved["raised"])}', logger='current')
+        if moved['prev']:
+            print_log(
+                f'{head}{len(moved["prev"])} parameter(s) that {self.how} '
+                'attaches to the previous group, which the forward order does '
+                f'not run before them, joined the group before them there: '
+                f'{_some(moved["prev"])}', logger='current')
+        if moved['mid']:
+            print_log(
+                f'{head}{len(moved["mid"])} parameter(s) of the model itself '
+                f'first used mid-network, placed where {source} uses them '
+                f'rather than at the stem: {_some(moved["mid"])}',
+                logger='current')
+        if moved['placed']:
+            print_log(
+                f'{head}{len(moved["placed"])} parameter(s) placed by '
+                f'{source} rather than by {self.how}: '
+                f'{_some(moved["placed"])}'
                 + (f'; {len(unmapped)} of them not mapped back to the timm '
                    f"model's names: {_some(unmapped)}" if unmapped else ''),
                 logger='current')
-        return dense_ids(ids)
 
     def _all_from_order(self, decay_type: str, why: str) -> Dict[str, int]:
         if decay_type != 'layer_wise':
@@ -274,7 +231,7 @@ class TimmGrouping:
             raise LayerDecayConfigError(
                 f'layer decay: timm {self.label} gets no ids from a '
                 f'group_matcher ({why}), and it does not run on a dummy input '
-                f'{_dummy_shapes(self.model)} to give them from the forward '
+                f'{dummy_shapes(self.model)} to give them from the forward '
                 "order. Use paramwise_cfg.rules=dict(type='auto', "
                 'input_shape=(1, 3, H, W)) with a shape it accepts, or '
                 'paramwise_cfg.rules=dict(layer_wise=[(regex, id), ...]).')

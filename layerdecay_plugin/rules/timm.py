@@ -3,22 +3,32 @@
 timm describes the layers of each of its models with
 ``model.group_matcher(coarse)``: a dict of regexes (or a function) that
 ``timm.optim.param_groups_layer_decay`` turns into layer ids with
-``timm.models.group_with_matcher``. :func:`timm_group_keys` and
+``timm.models.group_with_matcher``. :func:`compile_matcher` and
 :func:`timm_layer_ids` do the same on plain names, so that ids can be
 computed for the names a backbone really has: those of a bare timm model,
-or of a ``features_only`` wrapper mapped back with :func:`original_name`.
+or of a ``features_only`` wrapper mapped back with
+:func:`layerdecay_plugin.rules.timm_names.original_name`.
 
-Ids follow timm's grouping minus its known mistakes:
+Ids follow timm's grouping minus its known mistakes
+(:func:`timm_ids_in_order`):
 
 - parameters of the model itself (``cls_token``, register and
-  distillation tokens, position tables, ...) get the stem's id 0 (timm
-  missed ``reg_token`` for a long time, which put it at the deepest
-  layer's lr);
-- names the matcher leaves out (a bare model's classifier too), and names
-  it only attaches to the previous group (timm's ``MATCH_PREV_GROUP``
-  suffix ``99999``: ``^norm``, which up to timm 1.0.29 also caught a ViT's
-  ``norm_pre`` that runs before the first block), are placed by the
-  forward order (:func:`fill_from_order`), not at the deepest group;
+  distillation tokens, position tables, ...) that enter with the
+  embedding get the stem's id 0 (timm missed ``reg_token`` for a long
+  time, which put it at the deepest layer's lr); those first used after a
+  deeper layer has run (Visformer's ``pos_embed2``, CaiT's ``cls_token``,
+  :func:`enters_mid_network`) keep timm's id where the forward order
+  agrees, and else join the layer that takes them (CaiT's class-attention
+  blocks), not the stem;
+- names the matcher leaves out (a bare model's classifier too) are placed
+  by the forward order (:func:`fill_from_order`), not at the deepest
+  group;
+- names it only attaches to the previous group (timm's
+  ``MATCH_PREV_GROUP`` suffix ``99999``: a stage's transition or
+  downsample, final norms) keep that group's id where the forward order
+  agrees, and join the previous group in the forward order where it does
+  not (:func:`follow_prev`: ``^norm`` also caught a ViT's ``norm_pre``,
+  which runs before the first block, up to timm 1.0.29);
 - where timm's ids would decrease along the forward pass, they are raised
   to the largest id before (:func:`running_max`), so that no layer runs
   after a deeper one with a smaller lr;
@@ -30,8 +40,8 @@ Torch-free: the torch side is
 """
 import re
 from itertools import chain
-from typing import (Any, Callable, Dict, Iterable, Iterator, List, Mapping,
-                    Optional, Tuple, Union)
+from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional,
+                    Tuple, Union)
 
 #: timm's suffix for "same group as the previous one" (``MATCH_PREV_GROUP``).
 MATCH_PREV = 99999.
@@ -113,34 +123,145 @@ def timm_layer_ids(keys: Mapping[str, Optional[Key]]) -> Dict[str, int]:
 def is_top_level(name: str) -> bool:
     """Whether a name (relative to the timm model) is a parameter of the
     model itself rather than of a submodule: its class, register and
-    distillation tokens, position tables, CoaT's per-stage class tokens.
-    They belong to the stem: they enter with the embedding, and their use
-    cannot be timed (the model's own call starts before everything)."""
+    distillation tokens, position tables, CoaT's per-stage class tokens,
+    Visformer's per-stage position tables."""
     return '.' not in name
 
 
-def anchored_ids(keys: Mapping[str, Optional[Key]]) -> Dict[str, int]:
-    """Ids of the names whose place timm's matcher really states.
-
-    timm's ids (:func:`timm_layer_ids`) of names matched without the
-    "previous group" suffix, tokens at the stem's id; the others (left out,
-    or matched with the suffix) are for :func:`fill_from_order`.
+def enters_mid_network(name: str, anchored: Mapping[str, int],
+                       first_use: Mapping[str, int]) -> bool:
+    """Whether a parameter of the model itself is first used after a layer
+    deeper than the stem has run (Visformer's ``pos_embed2``, CaiT's
+    ``cls_token``), rather than with the embedding (a ViT's tokens).
 
     Args:
-        keys: Name -> key from :func:`compile_matcher`, every parameter of
-            the model (frozen ones included).
+        name: A name :func:`is_top_level` accepts.
+        anchored: Name -> id of the names the matcher places.
+        first_use: Name -> index of its first use in the forward order;
+            a parameter of the model itself counts as used when a tensor
+            operation takes it, not when the model is called.
+    """
+    if name not in first_use:
+        return False
+    return any(i > 0 and first_use.get(n, first_use[name]) < first_use[name]
+               for n, i in anchored.items())
+
+
+def where_it_fits(anchored: Mapping[str, int], wanted: Mapping[str, int],
+                  first_call: Mapping[str, int]) -> Dict[str, int]:
+    """The names of ``wanted`` whose id lies between the ids of the
+    anchored names (and of those kept before them) that run before and
+    after them, with that id.
+
+    Args:
+        anchored: Name -> id, not decreasing along ``first_call``.
+        wanted: Name -> the id timm gives it.
+        first_call: Name -> index of its first use.
+    """
+    timed = [(first_call[n], i) for n, i in anchored.items()
+             if n in first_call]
+    kept: Dict[str, int] = {}
+    for name in sorted((n for n in wanted if n in first_call),
+                       key=first_call.__getitem__):
+        when, want = first_call[name], wanted[name]
+        before = [i for t, i in timed if t <= when] + list(kept.values())
+        after = [i for t, i in timed if t >= when]
+        if max(before, default=want) <= want <= min(after, default=want):
+            kept[name] = want
+    return kept
+
+
+def follow_prev(anchored: Mapping[str, int], wanted: Mapping[str, int],
+                first_call: Mapping[str, int]
+                ) -> Tuple[Dict[str, int], List[str]]:
+    """Ids of the names timm attaches to the previous group.
+
+    timm's suffix ``99999`` gives a transition or downsample that ends a
+    stage (CSPNet's ``conv_transition``, DenseNet's and HRNet's
+    ``transition``) the id of the stage's last block. A name keeps that id
+    where the forward order agrees (:func:`where_it_fits`); else it gets
+    the id of the last name before it: the previous group in the forward
+    order (a ViT's ``norm_pre``, which ``^norm`` caught up to timm 1.0.29
+    but runs before the first block, joins the embedding, as timm 1.0.31
+    puts it; EfficientViM's ``norm.0``, on stage 0's output, joins stage 0
+    rather than the last one).
+
+    Args:
+        anchored: Name -> id of the names the matcher places, not
+            decreasing along ``first_call``.
+        wanted: Name -> timm's id (:func:`timm_layer_ids`).
+        first_call: Name -> index of the first call of its module.
 
     Returns:
-        dict: Name -> id for the anchored names.
+        tuple: Name -> id for the names that ran, and those of them that
+        did not keep timm's id.
     """
-    ids = timm_layer_ids(keys)
-    anchored = {
-        name: ids[name]
-        for name, key in keys.items()
-        if key is not None and key[-1] != MATCH_PREV
-    }
-    anchored.update((name, 0) for name in keys if is_top_level(name))
-    return anchored
+    kept = where_it_fits(anchored, wanted, first_call)
+    timed = [(first_call[n], i) for n, i in chain(anchored.items(),
+                                                  kept.items())
+             if n in first_call]
+    placed = dict(kept)
+    moved = [n for n in wanted if n in first_call and n not in kept]
+    for name in moved:
+        when = first_call[name]
+        before = [i for t, i in timed if t <= when]
+        placed[name] = max(before) if before else min(
+            (i for t, i in timed), default=0)
+    return placed, moved
+
+
+def timm_ids_in_order(keys: Mapping[str, Optional[Key]],
+                      first_call: Mapping[str, int], timed: bool = True,
+                      own: Optional[Iterable[str]] = None
+                      ) -> Tuple[Dict[str, int], Dict[str, List[str]]]:
+    """Layer ids of every name: timm's (:func:`timm_layer_ids`) minus the
+    fixes of the module docstring.
+
+    Args:
+        keys: Name -> key from :func:`compile_matcher` (None: left out),
+            every parameter of the model (frozen ones included).
+        first_call: Name -> index of the first call of its module (of its
+            first use, for a parameter of the model itself).
+        timed: Whether ``first_call`` is the forward order (False: it is
+            the registration order, no ids are raised and every parameter
+            of the model itself is at the stem).
+        own: The parameters of the model itself (default: the names
+            :func:`is_top_level` accepts; a wrapper's names differ).
+
+    Returns:
+        tuple: Name -> id (dense, from 0; names that never ran and that
+        the matcher leaves out are absent), and the names each fix moved:
+        ``raised`` (:func:`running_max`), ``placed`` (by
+        :func:`fill_from_order`), ``prev`` (timm's previous group given up
+        for the one before them in the forward order, :func:`follow_prev`),
+        ``mid`` (parameters of the model itself that enter mid-network,
+        not at the stem).
+    """
+    theirs = timm_layer_ids(keys)
+    own = [n for n in keys if is_top_level(n)] if own is None else [
+        n for n in own if n in keys]
+    prev = {n: i for n, i in theirs.items()
+            if keys[n][-1] == MATCH_PREV and n not in own}
+    anchored = {n: i for n, i in theirs.items()
+                if keys[n][-1] != MATCH_PREV and n not in own}
+    mid = [n for n in own
+           if timed and enters_mid_network(n, anchored, first_call)]
+    anchored.update((n, 0) for n in own if n not in mid)
+    raised: List[str] = []
+    if timed:
+        anchored, raised = running_max(anchored, first_call)
+    # Tokens that enter mid-network keep timm's id where it fits, else
+    # they join the layer that takes them (fill_from_order).
+    anchored.update(where_it_fits(anchored, {
+        n: theirs[n] for n in mid
+        if n in theirs and keys[n][-1] != MATCH_PREV}, first_call))
+    after_prev, moved = follow_prev(anchored, prev, first_call)
+    anchored.update(after_prev)
+    rest = [n for n in keys if n not in anchored]
+    ids = dict(anchored)
+    ids.update(fill_from_order(anchored, rest, first_call))
+    return dense_ids(ids), dict(raised=raised, placed=rest, mid=mid,
+                                prev=moved)
 
 
 def fill_from_order(anchored: Mapping[str, int], names: Iterable[str],
@@ -154,7 +275,7 @@ def fill_from_order(anchored: Mapping[str, int], names: Iterable[str],
     the head's id).
 
     Args:
-        anchored: Name -> id from :func:`anchored_ids`.
+        anchored: Name -> id of the names already placed.
         names: The names to place.
         first_call: Name -> index of the first call of its module.
 
@@ -206,44 +327,3 @@ def running_max(ids: Mapping[str, int], first_call: Mapping[str, int]
             raised.append(name)
         top = max(top, out[name])
     return out, raised
-
-
-def name_candidates(name: str) -> Iterator[str]:
-    """Names a ``features_only`` wrapper's parameter may have had in the
-    timm model it was built from, most likely first.
-
-    ``FeatureListNet``/``FeatureDictNet``/``FeatureHookNet`` flatten a
-    top-level ``nn.Sequential`` into ``{name}_{child}`` (``stages.0`` ->
-    ``stages_0``); ``FeatureGetterNet`` and ``FeatureGraphNet`` keep the
-    model under one attribute (``model.blocks.0``); a family's own
-    ``*Features`` class keeps the names.
-
-    Args:
-        name: Parameter name in the wrapper.
-
-    Yields:
-        str: The name itself, then each way of turning one underscore of
-        its first component into a dot (a numbered child first), then the
-        name without its first component.
-    """
-    first, dot, rest = name.partition('.')
-    yield name
-    cuts = [m.start() for m in re.finditer('_', first)]
-    numbered = [c for c in cuts if first[c + 1:].isdigit()]
-    for cut in numbered + [c for c in cuts if c not in numbered]:
-        yield f'{first[:cut]}.{first[cut + 1:]}{dot}{rest}'
-    if rest:
-        yield rest
-
-
-def original_name(name: str, known: Union[set, Mapping]) -> Optional[str]:
-    """The first of :func:`name_candidates` the timm model has.
-
-    Args:
-        name: Parameter name in the wrapper.
-        known: Parameter names of the timm model the wrapper came from.
-
-    Returns:
-        str | None: The original name, None when no candidate is known.
-    """
-    return next((c for c in name_candidates(name) if c in known), None)
