@@ -71,7 +71,8 @@ def spec_for(backbone: Any, rules: Optional[str] = None) -> BackboneSpec:
         "paramwise_cfg.rules='auto' (ids from its forward order on a dummy "
         "input; rules=dict(type='auto', input_shape=(1, 3, H, W)) sets the "
         'size); paramwise_cfg.rules=dict(layer_wise=[(regex, id), ...]); a '
-        f'family, paramwise_cfg.rules={"|".join(map(repr, FAMILIES))}; or '
+        f'family, paramwise_cfg.rules={next(iter(FAMILIES))!r} or another '
+        f'of the {len(FAMILIES)} in docs/backbones.md; or '
         'layerdecay_plugin.register_backbone_rules(YourClass, layer_wise=fn) '
         'in a module of custom_imports (docs/backbones.md). Known without '
         "that: timm models (bare, features_only, in mmpretrain's "
