@@ -75,11 +75,11 @@ def train(engine: str, work_dir: str) -> dict:
                 if isinstance(h, KnobsRecordHook)).record
 
 
-def main(work: str, out: str) -> None:
-    found = {e: train(e, os.path.join(work, e)) for e in ENGINES}
+def main(work: str, out: str, engines: str = ','.join(ENGINES)) -> None:
+    found = {e: train(e, os.path.join(work, e)) for e in engines.split(',')}
     with open(f'{out}.{get_rank()}.json', 'w') as f:
         json.dump(found, f)
 
 
 if __name__ == '__main__':
-    main(*sys.argv[1:3])
+    main(*sys.argv[1:4])
