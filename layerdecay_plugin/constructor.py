@@ -212,7 +212,7 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         check_custom_keys(custom_keys, list(shapes), named)
         check_decay_given_back(custom_keys,
                                [(n, len(shapes[n])) for n in named],
-                               cfg.no_decay_names, self.base_wd)
+                               cfg.no_decay_names, self.base_wd, covered)
         options = mmengine_options(
             dict(self.optim_wrapper_cfg, optimizer=self.optimizer_cfg),
             cfg.mmengine, module, named, shapes)

@@ -84,7 +84,8 @@ def winning_key(name: str, sorted_keys: Sequence[str]) -> Optional[str]:
 def check_decay_given_back(custom_keys: Mapping[str, Mapping],
                            params: Iterable[Tuple[str, int]],
                            no_decay_names: Sequence[str],
-                           base_wd: Optional[float]) -> None:
+                           base_wd: Optional[float],
+                           no_decay_params: Collection[str] = ()) -> None:
     """Warn about entries that give weight decay back.
 
     mmengine gives every parameter an entry matches ``weight_decay *
@@ -99,6 +100,8 @@ def check_decay_given_back(custom_keys: Mapping[str, Mapping],
         params: ``(full name, ndim)`` of the trainable parameters.
         no_decay_names: ``paramwise_cfg.no_decay_names``.
         base_wd: The optimizer's weight decay.
+        no_decay_params: Full names the backbone declares without weight
+            decay (``no_weight_decay()``; ``paramwise_cfg.model_no_decay``).
     """
     if not base_wd or not custom_keys:
         return
@@ -106,15 +109,17 @@ def check_decay_given_back(custom_keys: Mapping[str, Mapping],
     given_back: Dict[str, List[str]] = {}
     for name, ndim in params:
         key = winning_key(name, sorted_keys)
-        if key is not None and 'decay_mult' not in custom_keys[key] and \
-                is_no_decay(name, ndim, no_decay_names):
+        if key is not None and 'decay_mult' not in custom_keys[key] and (
+                is_no_decay(name, ndim, no_decay_names)
+                or name in no_decay_params):
             given_back.setdefault(key, []).append(name)
     for key, names in given_back.items():
         warn_in_config(
             f'optim_wrapper.paramwise_cfg.custom_keys[{key!r}] sets no '
             f'decay_mult, so mmengine gives the {len(names)} parameter(s) '
             'it matches that layer decay keeps without weight decay (1-D '
-            'parameters, biases, no_decay_names) weight_decay='
+            'parameters, biases, no_decay_names, names the backbone '
+            'declares) weight_decay='
             f'{base_wd:g} again, e.g. {names[0]!r}. To keep them without '
             'weight decay, give them a more specific entry with decay_mult='
             '0. (mmengine applies the longest key a name contains, e.g. '

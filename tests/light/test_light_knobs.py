@@ -286,6 +286,23 @@ def test_the_backbones_own_no_decay_names(tmp_path, backbone, prefix):
     assert off[prefix + 'cpb_mlp.weight'][2] == 0.05
 
 
+def test_a_custom_keys_entry_giving_back_declared_names_is_named():
+    """``logit_scale`` (2-D, declared by the backbone) loses its weight
+    decay to an entry without decay_mult: the warning names it."""
+    import warnings
+    rules = [(r'^(patch_embed|logit_scale|cpb_mlp)', 0),
+             (r'^blocks\.(\d+)\.', 1), ('.', 'last')]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        groups = by_param(build(
+            Toy(DeclaringViT()), rules=dict(layer_wise=rules), num_layers=4,
+            custom_keys={'logit_scale': dict(lr_mult=0.5)}))
+    assert groups['backbone.logit_scale'][2] == 0.05  # mmengine's decay
+    text = ' '.join(str(w.message) for w in caught)
+    assert "custom_keys['logit_scale'] sets no decay_mult" in text
+    assert 'names the backbone declares' in text
+
+
 @pytest.mark.parametrize('token', ['register_tokens', 'storage_tokens',
                                    'reg_token'])
 @pytest.mark.parametrize('rules', [
