@@ -34,7 +34,11 @@ ALIAS_ORIGINS = {
                         'layer-decay constructors',
     'min_scale': "timm's param_groups_layer_decay",
     'no_opt_scale': "timm's param_groups_layer_decay",
+    "decay_type='layer_wise_vit'": "mmseg, whose BEiT constructor's "
+                                   'deprecation warning asks for it',
 }
+#: Other constructors' values of ``decay_type`` -> the plugin's.
+DECAY_TYPE_ALIASES = {'layer_wise_vit': 'layer_wise'}
 
 #: What a resumed checkpoint whose groups differ from the config's does (see
 #: :mod:`layerdecay_plugin.resume`): ``'error'`` (default) raises,
@@ -90,26 +94,37 @@ class LayerDecayCfg(NamedTuple):
 
 
 def aliases_used(cfg: Any) -> Dict[str, str]:
-    """The keys of ``cfg`` spelled as another constructor spells them ->
-    the plugin's key they are read as (see :data:`KEY_ALIASES`)."""
+    """The keys (and ``decay_type`` values) of ``cfg`` spelled as another
+    constructor spells them -> what they are read as (see
+    :data:`KEY_ALIASES`, :data:`DECAY_TYPE_ALIASES`)."""
     if not isinstance(cfg, Mapping):
         return {}
-    return {k: KEY_ALIASES[k] for k in cfg if k in KEY_ALIASES}
+    used = {k: KEY_ALIASES[k] for k in cfg if k in KEY_ALIASES}
+    value = cfg.get('decay_type')
+    if isinstance(value, str) and value in DECAY_TYPE_ALIASES:
+        used[f'decay_type={value!r}'] = \
+            f'decay_type={DECAY_TYPE_ALIASES[value]!r}'
+    return used
 
 
 def canonical_keys(cfg: Mapping) -> Dict[str, Any]:
-    """``cfg`` with the aliases of :data:`KEY_ALIASES` renamed.
+    """``cfg`` with the aliases of :data:`KEY_ALIASES` and
+    :data:`DECAY_TYPE_ALIASES` renamed.
 
     Raises:
         LayerDecayConfigError: If a key is given under both names.
     """
     for alias, key in aliases_used(cfg).items():
-        if key in cfg:
+        if alias in cfg and key in cfg:
             raise LayerDecayConfigError(
                 f'paramwise_cfg sets both {alias}={cfg[alias]!r} and '
                 f'{key}={cfg[key]!r}: {alias} is the name other OpenMMLab '
                 f'constructors give {key}; keep one of them.')
-    return {KEY_ALIASES.get(k, k): v for k, v in cfg.items()}
+    renamed = {KEY_ALIASES.get(k, k): v for k, v in cfg.items()}
+    if isinstance(renamed.get('decay_type'), str):
+        renamed['decay_type'] = DECAY_TYPE_ALIASES.get(
+            renamed['decay_type'], renamed['decay_type'])
+    return renamed
 
 
 def parse_paramwise_cfg(cfg: Optional[Mapping],

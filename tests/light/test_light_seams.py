@@ -290,3 +290,33 @@ def test_both_spellings_is_an_error():
                        r'decay_rate=0.9: .* keep one of them'):
         layer_decay_groups(ToyDetector(ToyConvNeXt()),
                            dict(layer_decay_rate=0.8, decay_rate=0.9), ADAMW)
+
+
+def test_mmsegs_layer_wise_vit_is_read_as_layer_wise():
+    """mmseg's BEiT constructor sets decay_type='layer_wise_vit' and its
+    deprecation warning asks users to write it: the same groups as
+    'layer_wise', and one log line."""
+    from mmengine.logging import MMLogger
+
+    logger = MMLogger.get_current_instance()
+    lines = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())
+    logger.addHandler(handler)
+    try:
+        theirs = layer_decay_groups(
+            ToyDetector(ToyConvNeXt()),
+            dict(decay_rate=0.8, decay_type='layer_wise_vit'), ADAMW)
+    finally:
+        logger.removeHandler(handler)
+    ours = layer_decay_groups(ToyDetector(ToyConvNeXt()),
+                              dict(decay_rate=0.8, decay_type='layer_wise'),
+                              ADAMW)
+    assert [(g['group_name'], g['lr'], g['weight_decay']) for g in theirs] \
+        == [(g['group_name'], g['lr'], g['weight_decay']) for g in ours]
+    assert sum("paramwise_cfg.decay_type='layer_wise_vit' is read as "
+               "decay_type='layer_wise'" in line for line in lines) == 1
+    with pytest.raises(LayerDecayConfigError, match='decay_type='):
+        layer_decay_groups(ToyDetector(ToyConvNeXt()),
+                           dict(decay_rate=0.8, decay_type='layer_wise_x'),
+                           ADAMW)
