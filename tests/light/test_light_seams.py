@@ -261,9 +261,8 @@ def test_a_runner_checks_its_schedule_before_the_first_iteration(tmp_path):
 # ------------------------------------------- the other constructors' keys
 
 
-def test_layer_decay_rate_is_read_as_decay_rate():
-    """mmseg's BEiT, mmpretrain's and mmpose's constructors spell the factor
-    layer_decay_rate: the same groups, and one log line says so."""
+def with_log_lines(make):
+    """``make()`` and the messages it logs to the current mmengine logger."""
     from mmengine.logging import MMLogger
 
     logger = MMLogger.get_current_instance()
@@ -272,10 +271,16 @@ def test_layer_decay_rate_is_read_as_decay_rate():
     handler.emit = lambda record: lines.append(record.getMessage())
     logger.addHandler(handler)
     try:
-        theirs = layer_decay_groups(ToyDetector(ToyConvNeXt()),
-                                    dict(layer_decay_rate=0.8), ADAMW)
+        return make(), lines
     finally:
         logger.removeHandler(handler)
+
+
+def test_layer_decay_rate_is_read_as_decay_rate():
+    """mmseg's BEiT, mmpretrain's and mmpose's constructors spell the factor
+    layer_decay_rate: the same groups, and one log line says so."""
+    theirs, lines = with_log_lines(lambda: layer_decay_groups(
+        ToyDetector(ToyConvNeXt()), dict(layer_decay_rate=0.8), ADAMW))
     ours = layer_decay_groups(ToyDetector(ToyConvNeXt()),
                               dict(decay_rate=0.8), ADAMW)
     assert [(g['group_name'], g['lr'], g['weight_decay']) for g in theirs] \
@@ -296,19 +301,9 @@ def test_mmsegs_layer_wise_vit_is_read_as_layer_wise():
     """mmseg's BEiT constructor sets decay_type='layer_wise_vit' and its
     deprecation warning asks users to write it: the same groups as
     'layer_wise', and one log line."""
-    from mmengine.logging import MMLogger
-
-    logger = MMLogger.get_current_instance()
-    lines = []
-    handler = logging.Handler()
-    handler.emit = lambda record: lines.append(record.getMessage())
-    logger.addHandler(handler)
-    try:
-        theirs = layer_decay_groups(
-            ToyDetector(ToyConvNeXt()),
-            dict(decay_rate=0.8, decay_type='layer_wise_vit'), ADAMW)
-    finally:
-        logger.removeHandler(handler)
+    theirs, lines = with_log_lines(lambda: layer_decay_groups(
+        ToyDetector(ToyConvNeXt()),
+        dict(decay_rate=0.8, decay_type='layer_wise_vit'), ADAMW))
     ours = layer_decay_groups(ToyDetector(ToyConvNeXt()),
                               dict(decay_rate=0.8, decay_type='layer_wise'),
                               ADAMW)
