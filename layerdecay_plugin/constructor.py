@@ -36,7 +36,7 @@ from .registry import register
 from .report import GroupRow, format_extra, log_group_table, table_title
 from .runner_context import runner_config
 from .resume import guard_resume, settings_record
-from .rules.common import effective_scale, with_stem_tokens
+from .rules.common import effective_scale
 from .sharding import (Shape, checked_fsdp_shapes, clean_name, numel,
                        original_shape)
 
@@ -172,9 +172,6 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         rel_names = [n[len(head):] for n in named if n.startswith(head)]
 
         rules, depths, source = resolve(backbone, cfg.rules, rel_names)
-        # register tokens at the stem, whatever chose the rules
-        rules = rules._replace(ids={t: with_stem_tokens(r)
-                                    for t, r in rules.ids.items()})
         check_against_rules(cfg, rules)
         num_layers, note = choose_num_layers(rules, depths, rel_names,
                                              cfg.decay_type, cfg.decay_rate,

@@ -19,6 +19,7 @@ from mmengine.logging import print_log
 
 from ..errors import LayerDecayConfigError
 from ..rules import AutoRules, BackboneRules
+from ..rules.common import with_stem_tokens
 from ..sharding import clean_name, unwrap
 from .auto import auto_spec
 from .classes import likely_backbone, spec_by_class, supported_backbones
@@ -92,7 +93,9 @@ def resolve(backbone: nn.Module, rules: Any,
             rules are checked against them).
 
     Returns:
-        Resolved: The rules, blocks per stage and how they were chosen.
+        Resolved: The rules, blocks per stage and how they were chosen;
+        whatever chose them, register tokens get the stem's id
+        (:func:`~layerdecay_plugin.rules.common.with_stem_tokens`).
     """
     if isinstance(rules, AutoRules):
         spec = auto_spec(backbone, rules)
@@ -104,7 +107,9 @@ def resolve(backbone: nn.Module, rules: Any,
         f'layer decay: backbone {class_path(type(backbone))} gets '
         f'{spec.rules.name} rules, chosen by {spec.source}',
         logger='current')
-    return Resolved(spec.rules, list(backbone_depths(backbone, spec)),
+    with_tokens = spec.rules._replace(
+        ids={t: with_stem_tokens(r) for t, r in spec.rules.ids.items()})
+    return Resolved(with_tokens, list(backbone_depths(backbone, spec)),
                     spec.source)
 
 
