@@ -18,10 +18,10 @@ from typing import Any, Dict, Optional
 from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.registry import HOOKS, OPTIM_WRAPPER_CONSTRUCTORS
+from mmengine.registry import HOOKS
 
 from .groupnames import group_layer_id, layer_lr_scalar
-from .registry import NAME, constructor_problem
+from .registry import NAME, constructor_problem, registered
 from .report import group_data, record_title
 from .resume import record_of
 from .sharding import checked_fsdp_shapes, numel, original_shape
@@ -90,11 +90,10 @@ def no_layer_decay_reason(optim_wrapper: Any) -> str:
         str: :func:`~layerdecay_plugin.registry.constructor_problem` where
         it names one, else the constructor the config has, and the fix.
     """
-    with OPTIM_WRAPPER_CONSTRUCTORS.switch_scope_and_registry(None) as reg:
-        problem = constructor_problem(optim_wrapper, reg)
-        constructor = optim_wrapper.get('constructor') \
-            if isinstance(optim_wrapper, dict) else None
-        built = reg.get(constructor) if isinstance(constructor, str) else None
+    problem = constructor_problem(optim_wrapper)
+    constructor = optim_wrapper.get('constructor') \
+        if isinstance(optim_wrapper, dict) else None
+    built = registered(constructor) if isinstance(constructor, str) else None
     if problem:
         return problem
     if getattr(built, 'layer_decay_plugin', False):

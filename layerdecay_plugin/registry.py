@@ -127,8 +127,7 @@ def _is_ours(name: Any) -> bool:
 
 
 def constructor_problem(optim_wrapper: Any,
-                        registry: Registry = OPTIM_WRAPPER_CONSTRUCTORS
-                        ) -> str:
+                        scope: Optional[str] = None) -> str:
     """What keeps a config's ``optim_wrapper`` from the layer decay it
     asks for, before anything is built; ``''`` when nothing does.
 
@@ -142,8 +141,9 @@ def constructor_problem(optim_wrapper: Any,
 
     Args:
         optim_wrapper: The config's ``optim_wrapper``.
-        registry: Where constructor names are looked up (the caller sets
-            the default scope, as training does).
+        scope: The default scope whose registry names are looked up in, as
+            a runner looks them up (mmdet's own constructors are in mmdet's
+            registry, not the root one); None: the current default scope.
 
     Returns:
         str: The message (it names the key, the value and the fix).
@@ -159,7 +159,8 @@ def constructor_problem(optim_wrapper: Any,
                 f"optim_wrapper=dict(type='OptimWrapper', constructor="
                 f"'{NAME}', ...)?")
     constructor = optim_wrapper.get('constructor')
-    if isinstance(constructor, str) and registry.get(constructor) is None:
+    if isinstance(constructor, str) and \
+            registered(constructor, scope) is None:
         if _is_ours(constructor) or constructor in LOOK_ALIKES:
             return (f"optim_wrapper.constructor='{constructor}' is not a "
                     'registered optimizer wrapper constructor here; did you '
@@ -177,3 +178,12 @@ def constructor_problem(optim_wrapper: Any,
                 f'optim_wrapper.constructor is {shown}, which ignores '
                 f'them: the run would train without layer decay. Set {fix}.')
     return ''
+
+
+def registered(constructor: str, scope: Optional[str] = None
+               ) -> Optional[type]:
+    """The class ``constructor`` names in the registry of ``scope`` (None:
+    the current default scope), as a runner builds it; None if unknown."""
+    with OPTIM_WRAPPER_CONSTRUCTORS.switch_scope_and_registry(
+            scope) as registry:
+        return registry.get(constructor)

@@ -135,14 +135,11 @@ def wiring_problem(cfg) -> str:
         str: Why its run would not get the layer decay it asks for (the
         key, the value and the fix); ``''`` when it would.
     """
-    from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
     from mmengine.utils import import_modules_from_strings
 
     if cfg.get('custom_imports'):
         import_modules_from_strings(**cfg.custom_imports)
-    with OPTIM_WRAPPER_CONSTRUCTORS.switch_scope_and_registry(
-            training_scope(cfg)) as registry:
-        return constructor_problem(cfg.get('optim_wrapper'), registry)
+    return constructor_problem(cfg.get('optim_wrapper'), training_scope(cfg))
 
 
 def _drop_init_cfg(node: Any) -> None:
