@@ -33,6 +33,7 @@ from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 
 from layerdecay_plugin import LayerDecayConfigError
+from layerdecay_plugin.backbones.resolve import spec_for
 
 CONFIGS_DIR = (Path(mmpose.__file__).parent / '.mim' / 'configs' /
                'body_2d_keypoint' / 'topdown_heatmap' / 'coco')
@@ -184,6 +185,9 @@ def test_shipped_config_with_our_constructor(mmpose_built, name, capsys):
         'backbone.ln1.weight'][0], 0.0)
     assert per_param(groups_of(model, switched, OURS,
                                rules=MMPOSE_RULES)) == theirs
+    # the log line naming the rules' source names the difference
+    assert "unlike mmpretrain's and mmpose's constructors" in spec_for(
+        model.backbone).source
 
 
 def test_custom_keys_are_honoured(mmpose_built, capsys):

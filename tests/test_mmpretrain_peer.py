@@ -33,6 +33,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 
 from layerdecay_plugin import parse_paramwise_cfg
+from layerdecay_plugin.backbones.resolve import spec_for
 
 CONFIGS_DIR = Path(mmpretrain.__file__).parent / '.mim' / 'configs'
 OURS = 'LayerDecayPluginConstructor'
@@ -197,6 +198,9 @@ def test_shipped_config_with_our_constructor(mmpretrain_built, key):
     assert {n for n in ours if ours[n] != theirs[n]} == expected
     assert len(expected) == dict(mae=2, eva02=2, beitv2=12, mixmim=29).get(
         key, 0)
+    # the log line naming the rules' source names the difference
+    source = spec_for(model.backbone).source
+    assert ("unlike mmpretrain's" in source) == bool(expected), source
     for name in expected:
         (our_lr, our_wd), (their_lr, their_wd) = ours[name], theirs[name]
         if lr_differs(name, ndim[name]):  # the last layer's, not the head's

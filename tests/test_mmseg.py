@@ -15,11 +15,12 @@ rate spelled ``layer_decay_rate``). Here:
 - the cases of mmseg's own unit test of the two constructors
   (``tests/test_engine/test_layer_decay_optimizer_constructor.py`` of the
   mmsegmentation repository, not in the wheel), rebuilt, run with ours and
-  with mmseg's;
+  with mmseg's, live;
 - every mmseg backbone class with rules passes the forward-order check of
   ``tests/test_forward_order.py`` and gets as many layers as it has blocks.
 
-One module-scoped fixture builds each model once.
+One module-scoped fixture builds each model once. mmpretrain's unit-test
+cases are rebuilt in ``tests/test_peer_unit_tests.py``.
 """
 import ast
 import copy
@@ -255,11 +256,12 @@ def test_beit_final_norm_is_the_last_layer_not_the_head(mmseg_built):
 
 # mmseg's unit test of its constructors
 # (tests/test_engine/test_layer_decay_optimizer_constructor.py in the
-# mmsegmentation repository), its cases rebuilt: toy backbones with the
-# names, shapes, order and frozen flag of its toys, in a segmentor whose
-# head is a grouped 1x1 conv, base lr 1, weight decay 0.05, decay_rate 2.
-# Its expected groups, restated as (layer id, decays) in the order they are
-# built: lr_scale = lr = 2 ** (num_layers + 1 - id), weight decay 0.05 or 0.
+# mmsegmentation repository, not in the wheel), its cases rebuilt: toy
+# backbones with the names, shapes, order and frozen flag of its toys, in
+# a segmentor whose head is a grouped 1x1 conv, base lr 1, weight decay
+# 0.05, decay_rate 2. Its expected groups, restated as (layer id, decays)
+# in the order they are built: lr_scale = lr = 2 ** (num_layers + 1 - id),
+# weight decay 0.05 or 0. mmseg's constructors run live on each case.
 def _toy(class_name, **parts):
     """An instance of a fresh ``nn.Module`` class named ``class_name``
     (mmseg serves backbones by class name) holding ``parts`` in order."""
@@ -320,28 +322,31 @@ def check_groups(optim_wrapper, ids, num_layers):
                  2.0**(num_layers + 1 - i)) for i, decays in ids]
 
 
+def _build_with(model, constructor, paramwise_cfg):
+    cfg = dict(type='OptimWrapper', constructor=constructor,
+               optimizer=dict(type='AdamW', lr=1, betas=(0.9, 0.999),
+                              weight_decay=0.05),
+               paramwise_cfg=copy.deepcopy(paramwise_cfg))
+    with DefaultScope.overwrite_default_scope('mmseg'), \
+            warnings.catch_warnings():
+        warnings.simplefilter('ignore')  # decay_rate > 1, deprecations
+        return build_optim_wrapper(model, cfg)
+
+
 def _both(backbone, paramwise_cfg, constructor, **ours):
     """mmseg's wrapper and ours (``ours``: our extra paramwise keys)."""
     model = _segmentor(backbone)
-    built = []
-    for name, extra in ((constructor, {}), (OURS, ours)):
-        cfg = dict(type='OptimWrapper', constructor=name,
-                   optimizer=dict(type='AdamW', lr=1, betas=(0.9, 0.999),
-                                  weight_decay=0.05),
-                   paramwise_cfg=dict(paramwise_cfg, **extra))
-        with DefaultScope.overwrite_default_scope('mmseg'), \
-                warnings.catch_warnings():
-            warnings.simplefilter('ignore')  # decay_rate > 1, deprecations
-            built.append(build_optim_wrapper(model, copy.deepcopy(cfg)))
-    return built
+    return (_build_with(model, constructor, paramwise_cfg),
+            _build_with(model, OURS, dict(paramwise_cfg, **ours)))
 
 
 def test_mmsegs_unit_test_cases_with_ours(mmseg_built):
     """Its ConvNeXt toy is served by class name and layout, as mmseg
     serves it; its BEiT/MAE toys are not mmseg's classes (mmseg matches
-    'BEiT'/'MAE' in the class name, we match classes), so ours is given
-    the family: ``rules='vit'``. Each: mmseg's expected groups, and ours
-    identical to mmseg's run live."""
+    'BEiT'/'MAE' in the class name, we match classes: docs/openmmlab.md),
+    so ours is given the family: ``rules='vit'``. Each: mmseg's expected
+    groups, and ours identical to mmseg's run live (order, names, every
+    parameter's lr and weight decay, parameter objects)."""
     mmseg_built('MAE')  # imports mmseg's modules
     lr_decay, beit = MMSEG_NAMES
     cases = [  # backbone, constructor, paramwise_cfg, ours, groups
@@ -365,12 +370,16 @@ def test_mmsegs_unit_test_cases_with_ours(mmseg_built):
         check_groups(ours, ids, num_layers)
         assert_same_groups(theirs.optimizer.param_groups,
                            ours.optimizer.param_groups)
-    # a backbone without rules: mmseg raises a bare NotImplementedError,
-    # ours an error naming the ways to add them
+    # a backbone without rules (its empty ToyViT): mmseg raises a bare
+    # NotImplementedError, ours (documented) an error naming the ways to
+    # add them
+    model = _segmentor(_toy('ToyViT'))
     for decay_type in ('layer_wise', 'stage_wise'):
+        cfg = dict(decay_rate=2, decay_type=decay_type, num_layers=3)
+        with pytest.raises(NotImplementedError):
+            _build_with(model, lr_decay, cfg)
         with pytest.raises(LayerDecayConfigError, match="rules='auto'"):
-            _both(_toy('ToyViT'), dict(decay_rate=2, decay_type=decay_type,
-                                       num_layers=3), OURS)
+            _build_with(model, OURS, cfg)
 
 
 @pytest.mark.parametrize('case', sorted(BACKBONES_CASES))
@@ -416,17 +425,21 @@ def test_mscan_ids_on_names():
 
 
 def test_which_mmseg_backbones_have_rules():
-    """The mmseg classes with rules (theirs or inherited) are the ones
-    checked above and their subclasses; the others get the error of a
-    class without rules (docs/openmmlab.md lists them)."""
+    """Every mmseg class has rules by class (theirs or inherited), each
+    checked above or in tests/test_mmseg_backbones.py, but the documented
+    exceptions: TIMMBackbone gets the timm model's (checked there too) and
+    VPD cannot be built without CompVis's ldm (docs/backbones.md)."""
     from mmseg.models import backbones
+    from test_mmseg_backbones import CASES
     with_rules = {
         name for name in backbones.__all__
         if any(class_path(cls) in BACKBONES
                for cls in getattr(backbones, name).__mro__)
     }
     subclasses = {'ResNetV1d', 'ResNeXt', 'ResNeSt'}
-    assert with_rules == set(BACKBONES_CASES) | subclasses
+    assert with_rules == set(backbones.__all__) - {'TIMMBackbone', 'VPD'}
+    assert with_rules == set(BACKBONES_CASES) | subclasses | (
+        set(CASES) - {'mmpretrain.PoolFormer'})
 
 
 def test_inspect_a_shipped_config_with_ours(tmp_path, capsys):

@@ -421,7 +421,7 @@ def test_cannot_map_puts_the_fix_first():
                                     'register_backbone_rules')]
     assert max(fixes) < msg.index('Known without that')
     assert 'timm models' in msg and 'mmdet: ' in msg
-    assert len(msg) < 1200
+    assert len(msg) < 1400  # it lists every class with rules (~50)
 
 
 def test_timm_is_not_imported_for_other_backbones():

@@ -160,6 +160,11 @@ def golden_data() -> Dict[str, Any]:
 #: ``tests/test_forward_order.py``, shrunk further where its parameter list
 #: would be long; whatever the class, it must get this family's rules by
 #: class, so that the recording is the real class's groups.
+_BN = dict(norm_cfg=dict(type='BN'))
+_RESNET18 = dict(depth=18, stem_channels=16, base_channels=16, **_BN)
+_STDC1 = dict(stdc_type='STDCNet1', in_channels=3,
+              channels=(8, 16, 32, 64, 128), bottleneck_type='cat',
+              act_cfg=dict(type='ReLU'), **_BN)
 FAMILY_BACKBONES: Dict[str, Tuple[str, str, Dict[str, Any]]] = {
     'convnext': ('mmpretrain', 'ConvNeXt',
                  dict(arch=dict(depths=[1, 1, 4, 1],
@@ -214,6 +219,54 @@ FAMILY_BACKBONES: Dict[str, Tuple[str, str, Dict[str, Any]]] = {
     'mscan': ('mmseg', 'MSCAN', dict(embed_dims=[8, 16, 32, 64],
                                      depths=[1, 2, 1, 1],
                                      norm_cfg=dict(type='BN'))),
+    # mmseg's real-time, encoder-decoder and pyramid backbones, narrow
+    # (tests/test_mmseg_backbones.py checks the same against their forward
+    # order); built in mmseg's scope (nested backbone_cfg, UNet's upsample)
+    'mobilenet_v3': ('mmseg', 'MobileNetV3', dict(arch='small')),
+    'twins': ('mmseg', 'SVT', dict(embed_dims=[8, 16, 32], num_heads=[1] * 3,
+                                   mlp_ratios=[1] * 3, depths=[2, 1, 1],
+                                   windiow_sizes=[2] * 3)),
+    'poolformer': ('mmpretrain', 'PoolFormer',
+                   dict(arch=dict(layers=[1, 1, 2, 1],
+                                  embed_dims=[8, 16, 32, 64],
+                                  mlp_ratios=[1, 1, 1, 1],
+                                  layer_scale_init_value=1e-5),
+                        out_indices=(0, 2, 4, 6), frozen_stages=-1)),
+    'stdc': ('mmseg', 'STDCNet', dict(_STDC1, with_final_conv=True)),
+    'stdc_context_path': ('mmseg', 'STDCContextPathNet', dict(
+        backbone_cfg=dict(_STDC1, type='STDCNet'), last_in_channels=(128, 64),
+        out_channels=16,
+        ffm_cfg=dict(in_channels=48, out_channels=32, scale_factor=4))),
+    'fastscnn': ('mmseg', 'FastSCNN', dict(
+        downsample_dw_channels=(8, 16), global_in_channels=16,
+        global_block_channels=(16, 24, 32), global_out_channels=32,
+        higher_in_channels=16, lower_in_channels=32,
+        fusion_out_channels=32)),
+    'cgnet': ('mmseg', 'CGNet', dict(num_channels=(8, 16, 32),
+                                     num_blocks=(2, 3), **_BN)),
+    'erfnet': ('mmseg', 'ERFNet', dict(
+        enc_downsample_channels=(4, 8, 16), enc_stage_non_bottlenecks=(1, 4),
+        enc_non_bottleneck_channels=(8, 16), dec_upsample_channels=(8, 4),
+        dec_stages_non_bottleneck=(1, 1), dec_non_bottleneck_channels=(8, 4))),
+    'unet': ('mmseg', 'UNet', dict(base_channels=8, **_BN)),
+    'bisenetv1': ('mmseg', 'BiSeNetV1', dict(
+        backbone_cfg=dict(type='ResNet', **_RESNET18),
+        spatial_channels=(8, 8, 8, 32), context_channels=(32, 64, 128),
+        out_channels=32, **_BN)),
+    'bisenetv2': ('mmseg', 'BiSeNetV2', dict(
+        detail_channels=(8, 8, 32), semantic_channels=(4, 8, 16, 32),
+        semantic_expansion_ratio=2, bga_channels=32, **_BN)),
+    'icnet': ('mmseg', 'ICNet', dict(
+        backbone_cfg=dict(type='ResNetV1c', dilations=(1, 1, 2, 4),
+                          strides=(1, 2, 1, 1), **_RESNET18),
+        layer_channels=(32, 128), light_branch_middle_channels=8,
+        psp_out_channels=32, out_channels=(16, 32, 32), **_BN)),
+    'ddrnet': ('mmseg', 'PIDNet', dict(channels=8, ppm_channels=8, **_BN)),
+    # HuggingFace's (mmdet's BertModel wraps one): BertConfig's fields
+    'bert': ('transformers', 'BertModel',
+             dict(vocab_size=16, hidden_size=8, num_hidden_layers=2,
+                  num_attention_heads=1, intermediate_size=16,
+                  max_position_embeddings=16)),
 }
 #: Recorded cases of each family; ``num_layers`` is left to inference, so
 #: that the depths read from the backbone decide it.
@@ -242,10 +295,16 @@ def build_backbone(family: str):
         nn.Module: The backbone, randomly initialised.
     """
     package, cls, kwargs = FAMILY_BACKBONES[family]
+    if package == 'transformers':
+        import transformers
+        return getattr(transformers, cls)(transformers.BertConfig(**kwargs))
     if package == 'timm':
         from timm.models import vision_transformer as module
     elif package == 'mmseg':
+        from mmengine.registry import DefaultScope
         from mmseg.models import backbones as module
+        with DefaultScope.overwrite_default_scope('mmseg'):
+            return getattr(module, cls)(**kwargs)
     else:
         import mmpretrain.models  # noqa: F401  (registers mmpretrain's)
         from mmdet.utils import register_all_modules

@@ -14,15 +14,45 @@ BACKBONES: Dict[str, BackboneSpec] = {
     for family in FAMILIES.values() for path in family.classes
 }
 
+#: What mmpretrain's constructor gives every backbone and ours does not.
+_MMPRETRAIN_WD = (
+    'where no paramwise_cfg key applies, tokens, position tables, biases and '
+    '1-D parameters get no weight decay (no_decay_names=[], '
+    "bias_decay_mult=1.0 and flat_decay_mult=1.0 give mmpretrain's back)")
+
 #: Classes whose own codebase's layer-decay constructor gives some of their
 #: parameters another lr or weight decay than ours -> what differs, named
-#: in the log line that says how the rules were chosen (docs/openmmlab.md).
+#: in the log line that says how the rules were chosen (docs/openmmlab.md);
+#: a class served through its ``get_layer_depth`` (BEiTViT, MixMIM) too.
 DIFFERENCES: Dict[str, str] = {
     'mmseg.models.backbones.beit.BEiT': (  # and MAE, its subclass
         "unlike mmseg's constructor, cls_token, pos_embed and "
         'relative_position_bias_table get no weight decay (no_decay_names=[] '
         "gives it back) and a final norm ln1 gets the last layer's lr, not "
         "the head's (docs/openmmlab.md)"),
+    # MAE's and EVA-02's (ViTEVA02, a subclass), and mmpose's ViTPose,
+    # whose configs build mmpretrain.VisionTransformer
+    'mmpretrain.models.backbones.vision_transformer.VisionTransformer': (
+        "unlike mmpretrain's and mmpose's constructors, a final norm "
+        "(ln1, ln2) gets the last layer's lr and pre_norm the stem's, not "
+        "the head's (config rules give theirs back); unlike mmpretrain's, "
+        f'{_MMPRETRAIN_WD} (docs/openmmlab.md)'),
+    'mmpretrain.models.backbones.beit.BEiTViT': (
+        f"unlike mmpretrain's constructor, {_MMPRETRAIN_WD} "
+        '(docs/openmmlab.md)'),
+    'mmpretrain.models.backbones.mixmim.MixMIMTransformer': (
+        f"unlike mmpretrain's constructor, {_MMPRETRAIN_WD} "
+        '(docs/openmmlab.md)'),
+    'mmpretrain.models.backbones.resnet.ResNet': (  # SparK's ResNet-50
+        "unlike mmpretrain's constructor, whose ResNet.get_layer_depth gives "
+        '2-3 blocks of a stage one id, each block gets its own id (config '
+        f"rules give mmpretrain's back), and {_MMPRETRAIN_WD} "
+        '(docs/openmmlab.md)'),
+    'mmpretrain.models.backbones.hivit.HiViT': (
+        "unlike mmpretrain's constructor, whose HiViT.get_layer_depth looks "
+        "for layers. and leaves every block at the head's lr, each block "
+        'gets its own id (nothing gives that back), and '
+        f'{_MMPRETRAIN_WD} (docs/openmmlab.md)'),
 }
 
 

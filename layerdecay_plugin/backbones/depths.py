@@ -56,7 +56,21 @@ def darknet_depths(backbone: Any) -> Sequence[int]:
 
 
 def mobilenet_v2_depths(backbone: Any) -> Sequence[int]:
-    return [len(layer) for layer in _numbered(backbone, 'layer')] + [1]
+    """Blocks of ``layer{i}``, and 1 for the last conv ``conv2`` where
+    there is one (mmdet's; mmseg's MobileNetV2 has none)."""
+    tail = [1] if hasattr(backbone, 'conv2') else []
+    return [len(layer) for layer in _numbered(backbone, 'layer')] + tail
+
+
+def numbered_count(prefix: str) -> Depths:
+    """One block each of ``{prefix}1``, ``{prefix}2``, ... (MobileNetV3's
+    ``layer{i}``, its last conv included)."""
+    return lambda backbone: [1] * len(_numbered(backbone, prefix))
+
+
+def lengths_of(attr: str) -> Depths:
+    """The lengths of the stage lists in ``attr`` (Twins' ``layers``)."""
+    return lambda backbone: [len(stage) for stage in getattr(backbone, attr)]
 
 
 def efficientnet_depths(backbone: Any) -> Sequence[int]:
@@ -64,6 +78,74 @@ def efficientnet_depths(backbone: Any) -> Sequence[int]:
         len(layer) if _is_sequence(layer) else 1
         for layer in list(backbone.layers)[1:]
     ]
+
+
+def _blocks(module: Any) -> int:
+    """A numbered container's length; 1 for any other module."""
+    return len(module) if _is_sequence(module) else 1
+
+
+def _resnet_blocks(resnet: Any) -> List[int]:
+    return [len(layer) for layer in _numbered(resnet, 'layer')]
+
+
+def stdc_depths(backbone: Any) -> Sequence[int]:
+    """mmseg STDCNet: the ``STDCModule`` lists among ``stages`` (not the
+    two stem convs), then 1 for ``final_conv`` where there is one."""
+    tail = [1] if hasattr(backbone, 'final_conv') else []
+    return [len(s) for s in backbone.stages if _is_sequence(s)] + tail
+
+
+def stdc_context_path_depths(backbone: Any) -> Sequence[int]:
+    return list(stdc_depths(backbone.backbone)) + [len(backbone.arms), 1]
+
+
+def fastscnn_depths(backbone: Any) -> Sequence[int]:
+    """mmseg FastSCNN: its ``dsconv`` s, each bottleneck's blocks, the
+    pyramid pooling, the feature fusion."""
+    extractor = backbone.global_feature_extractor
+    return [len(_numbered(backbone.learning_to_downsample, 'dsconv'))] + [
+        len(s) for s in _numbered(extractor, 'bottleneck')
+    ] + [1, 1]
+
+
+def coder_depths(backbone: Any) -> Sequence[int]:
+    """ERFNet's and UNet's encoder after its first element, and decoder."""
+    return [len(backbone.encoder) - 1, len(backbone.decoder)]
+
+
+def bisenetv1_depths(backbone: Any) -> Sequence[int]:
+    """The context path ResNet's blocks per stage, its two attention
+    refinements, the spatial path's layers, the feature fusion."""
+    return _resnet_blocks(backbone.context_path.backbone) + [
+        2, len(_numbered(backbone.spatial_path, 'layer')), 1
+    ]
+
+
+def bisenetv2_depths(backbone: Any) -> Sequence[int]:
+    """The detail branch's stages after the first, the semantic branch's
+    stages (the stem block one), its context block, the aggregation."""
+    return [len(backbone.detail.detail_branch) - 1] + [
+        _blocks(s) for s in _numbered(backbone.semantic, 'stage')
+    ] + [1, 1]
+
+
+def icnet_depths(backbone: Any) -> Sequence[int]:
+    return _resnet_blocks(backbone.backbone) + [1]
+
+
+def ddrnet_depths(backbone: Any) -> Sequence[int]:
+    """DDRNet's and PIDNet's: the stem's block lists, then one per stage of
+    parallel branches."""
+    branches = [len(module) for name, module in backbone.named_children()
+                if name.endswith('_branch_layers')]
+    return [len(m) for m in backbone.stem if _is_sequence(m)] + \
+        [1] * max(branches)
+
+
+def poolformer_depths(backbone: Any) -> Sequence[int]:
+    """mmpretrain PoolFormer: the stages at even indices of ``network``."""
+    return [len(stage) for stage in list(backbone.network)[::2]]
 
 
 def hrnet_depths(backbone: Any) -> Sequence[int]:

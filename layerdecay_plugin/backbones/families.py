@@ -17,7 +17,12 @@ from typing import Dict, NamedTuple, Optional, Tuple
 
 from ..rules import (CONVNEXT, HIVIT, HOURGLASS, HRNET, MVIT, PVT, SWIN,
                      SWIN_V2, VGG, VIT, VIT_BLOCKS, BackboneRules)
+from ..rules.bert import BERT, BERT_BLOCKS, bert_depths
+from ..rules.branches import (BISENET_V1, BISENET_V2, DDRNET, ICNET,
+                              STDC_CONTEXT_PATH)
 from ..rules.mscan import MSCAN
+from ..rules.pyramids import POOLFORMER, TWINS
+from ..rules.realtime import CGNET, ERFNET, FASTSCNN, STDC, UNET
 from ..rules.staged import staged
 from . import depths as d
 from .types import BackboneSpec, BlockNames, Depths
@@ -108,10 +113,16 @@ FAMILIES: Dict[str, Family] = {
         staged('Darknet', 'conv1.', r'^conv_res_block(\d+)\.(?:conv|res(\d+))\.'),
         d.darknet_depths, (_MMDET + 'darknet.Darknet', )),
     # A stem conv1, stages layer{i}, and a last 1x1 conv2 after them that
-    # counts as a stage of one block.
+    # counts as a stage of one block (mmdet's; mmseg's has no conv2).
     'mobilenet_v2': Family(
         staged('MobileNetV2', 'conv1.', r'^layer(\d+)\.(\d+)\.', tail='conv2.'),
-        d.mobilenet_v2_depths, (_MMDET + 'mobilenet_v2.MobileNetV2', )),
+        d.mobilenet_v2_depths, (_MMDET + 'mobilenet_v2.MobileNetV2',
+                                _MMSEG + 'mobilenet_v2.MobileNetV2')),
+    # mmseg's: a stem conv layer0, then one block per layer{i}, the last
+    # 1x1 conv included; each layer is its own stage.
+    'mobilenet_v3': Family(
+        staged('MobileNetV3', 'layer0.', r'^layer(\d+)\.(?:(\d+)\.)?'),
+        d.numbered_count('layer'), (_MMSEG + 'mobilenet_v3.MobileNetV3', )),
     # layers.0 is the stem conv, later layers.i are stages of blocks
     # layers.i.j, or one conv module counted as a stage of one block.
     'efficientnet': Family(
@@ -132,7 +143,41 @@ FAMILIES: Dict[str, Family] = {
     'mscan': Family(
         MSCAN, d.stage_lengths('block'), (_MMSEG + 'mscan.MSCAN', ),
         BlockNames(r'block(?P<stage>\d+)\.(?P<block>\d+)\.', 1)),
+    # mmseg's Twins PCPVT (SVT subclasses it): PVT's ids, stage lists.
+    'twins': Family(TWINS, d.lengths_of('layers'), (_MMSEG + 'twins.PCPVT', ),
+                    BlockNames(r'layers\.(?P<stage>\d+)\.(?P<block>\d+)\.')),
+    # mmseg's PoolFormer configs fine-tune mmpretrain's.
+    'poolformer': Family(POOLFORMER, d.poolformer_depths,
+                         (_MMPRETRAIN + 'poolformer.PoolFormer', )),
+    # mmseg's real-time and encoder-decoder networks (rules.realtime,
+    # rules.branches): one id per block a paper's layer table counts, in
+    # the order the blocks run.
+    'stdc': Family(STDC, d.stdc_depths, (_MMSEG + 'stdc.STDCNet', )),
+    'stdc_context_path': Family(STDC_CONTEXT_PATH, d.stdc_context_path_depths,
+                                (_MMSEG + 'stdc.STDCContextPathNet', )),
+    'fastscnn': Family(FASTSCNN, d.fastscnn_depths,
+                       (_MMSEG + 'fast_scnn.FastSCNN', )),
+    'cgnet': Family(
+        CGNET, d.stage_lengths('level'), (_MMSEG + 'cgnet.CGNet', ),
+        BlockNames(r'level(?P<stage>\d+)\.(?P<block>\d+)\.', 1)),
+    'erfnet': Family(ERFNET, d.coder_depths, (_MMSEG + 'erfnet.ERFNet', )),
+    'unet': Family(UNET, d.coder_depths, (_MMSEG + 'unet.UNet', )),
+    'bisenetv1': Family(BISENET_V1, d.bisenetv1_depths,
+                        (_MMSEG + 'bisenetv1.BiSeNetV1', )),
+    'bisenetv2': Family(BISENET_V2, d.bisenetv2_depths,
+                        (_MMSEG + 'bisenetv2.BiSeNetV2', )),
+    'icnet': Family(ICNET, d.icnet_depths, (_MMSEG + 'icnet.ICNet', )),
+    # PIDNet is DDRNet with a third branch.
+    'ddrnet': Family(DDRNET, d.ddrnet_depths,
+                     (_MMSEG + 'ddrnet.DDRNet', _MMSEG + 'pidnet.PIDNet')),
     'hourglass': Family(HOURGLASS, d.hourglass_depths,
                         (_MMDET + 'hourglass.HourglassNet', )),
     'vgg': Family(VGG, d.vgg_depths, (_MMDET + 'ssd_vgg.SSDVGG', )),
+    # Text towers (Grounding DINO's language_model): HuggingFace's
+    # BertModel, and mmdet's, which wraps one.
+    'bert': Family(
+        BERT, bert_depths,
+        ('mmdet.models.language_models.bert.BertModel',
+         'transformers.models.bert.modeling_bert.BertModel'),
+        BlockNames(BERT_BLOCKS)),
 }

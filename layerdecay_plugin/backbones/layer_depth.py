@@ -5,7 +5,8 @@ is served through that method.
 from typing import Any, Optional, Sequence
 
 from ..rules import BackboneRules
-from .types import BackboneSpec
+from .classes import DIFFERENCES
+from .types import BackboneSpec, class_path
 
 
 def spec_by_layer_depth(backbone: Any) -> Optional[BackboneSpec]:
@@ -25,5 +26,7 @@ def spec_by_layer_depth(backbone: Any) -> Optional[BackboneSpec]:
     rules = BackboneRules(
         f'{type(backbone).__name__} (get_layer_depth)', {'layer_wise': rule},
         lambda depths, decay_type: theirs - 2)
+    note = DIFFERENCES.get(class_path(type(backbone)))
     return BackboneSpec(
-        rules, source=f'{type(backbone).__name__}.get_layer_depth')
+        rules, source=f'{type(backbone).__name__}.get_layer_depth'
+        + (f'; {note}' if note else ''))

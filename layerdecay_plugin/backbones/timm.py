@@ -1,8 +1,5 @@
 """Rule source "timm": a timm model used directly, a ``features_only``
-wrapper of one, or mmpretrain's ``TIMMBackbone`` around either.
-
-Rules for timm backbones: a timm model used directly, a ``features_only``
-wrapper of one, or mmpretrain's ``TIMMBackbone`` around either.
+wrapper of one, or mmpretrain's or mmseg's ``TIMMBackbone`` around either.
 
 Ids come from the timm model's own ``group_matcher(coarse=False)``
 (``coarse=True`` for ``stage_wise``), the source timm's
@@ -45,17 +42,21 @@ from .auto import auto_layer_ids
 from .timm_order import dummy_shapes, forward_order
 from .types import BackboneSpec, class_path
 
-#: mmpretrain's wrapper of timm models.
-TIMM_BACKBONE = 'mmpretrain.models.backbones.timm_backbone.TIMMBackbone'
+#: mmpretrain's and mmseg's wrappers of timm models (``timm_model``).
+TIMM_BACKBONES = (
+    'mmpretrain.models.backbones.timm_backbone.TIMMBackbone',
+    'mmseg.models.backbones.timm_backbone.TIMMBackbone',
+)
 
 
 def is_timm_backbone(backbone: Any) -> bool:
     """Whether a backbone is a timm model (its class or a base class is
     timm's: a model used directly or a ``features_only`` wrapper) or
-    mmpretrain's ``TIMMBackbone``; by class path, importing nothing."""
+    mmpretrain's or mmseg's ``TIMMBackbone``; by class path, importing
+    nothing."""
     paths = [class_path(cls) for cls in type(backbone).__mro__]
-    return TIMM_BACKBONE in paths or any(
-        path.startswith('timm.') for path in paths)
+    return any(path in TIMM_BACKBONES or path.startswith('timm.')
+               for path in paths)
 
 
 _COARSE = {'layer_wise': False, 'stage_wise': True}
@@ -69,10 +70,10 @@ def timm_model_of(backbone: Any) -> Tuple[nn.Module, str]:
 
     Returns:
         tuple: ``(backbone.timm_model, 'timm_model.')`` for mmpretrain's
-        ``TIMMBackbone``, ``(backbone, '')`` for a timm model.
+        or mmseg's ``TIMMBackbone``, ``(backbone, '')`` for a timm model.
     """
     classes = [class_path(c) for c in type(backbone).__mro__]
-    if TIMM_BACKBONE in classes:
+    if any(path in TIMM_BACKBONES for path in classes):
         return backbone.timm_model, 'timm_model.'
     return backbone, ''
 
