@@ -7,6 +7,7 @@ checks of ids and ``num_layers`` (:mod:`.checks`), mmengine's own options
 (:mod:`.report`) and the resume guard (:mod:`.resume`).
 """
 import copy
+from functools import partial
 from typing import Any, Dict, List, NamedTuple, Optional
 
 import torch.nn as nn
@@ -18,25 +19,22 @@ from mmengine.registry import OPTIMIZERS
 
 from .backbones.no_decay import (declared_no_decay, declared_note,
                                  model_no_decay)
-from .backbones.resolve import find_backbone, resolve
-from .backbones.types import class_path
+from .checks.components import (apply_components, check_components,
+                                components_note)
 from .checks.custom_keys import check_custom_keys, check_decay_given_back
-from .checks.freeze_below import check_wrapper, freeze_note, ids_below
-from .checks.frozen import frozen_note
-from .checks.ids import check_layer_ids
-from .checks.num_layers import choose_num_layers
+from .checks.freeze_below import check_wrapper, ids_below
 from .checks.schedule import report_schedule
+from .checks.towers import Tower, locate, resolve_towers, tower_notes
 from .checks.twins import twin_note
-from .config import (LayerDecayCfg, aliases_used, check_against_rules,
-                     check_optimizer_cfg, optimizer_keys, parse_paramwise_cfg)
+from .config import (LayerDecayCfg, aliases_used, check_optimizer_cfg,
+                     optimizer_keys, parse_paramwise_cfg)
 from .config.paramwise import ALIAS_ORIGINS
 from .grouping import GroupPlan, ParamInfo, plan_groups
 from .options import mmengine_options
 from .registry import register
-from .report import GroupRow, format_extra, log_group_table, table_title
+from .report import GroupRow, format_extra, log_group_table, tower_titles
 from .runner_context import runner_config
 from .resume import guard_resume, settings_record
-from .rules.common import effective_scale
 from .sharding import (Shape, checked_fsdp_shapes, clean_name, numel,
                        original_shape)
 
@@ -71,8 +69,14 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     - ``decay_type`` (str): ``'layer_wise'`` (default) or ``'stage_wise'``.
     - ``num_layers`` (int): inferred from the backbone when omitted; an
       error when smaller than the backbone needs.
-    - ``backbone_attr`` (str): the backbone's attribute path in the model,
-      default ``'backbone'``.
+    - ``backbone_attr`` (str or list[str]): the backbone's attribute path
+      in the model, default ``'backbone'``; a list for several towers
+      (``['backbone', 'language_model']``), each resolved as a backbone,
+      with ids and lr scales of its own; the groups of every tower but the
+      first are named ``{attr}.layer_{id}_...``.
+    - ``towers`` (dict): with several towers, tower attribute -> its own
+      ``decay_rate``, ``num_layers``, ``rules`` (default: the top-level
+      ``decay_rate`` and ``rules``, ``num_layers`` inferred).
     - ``rules`` (str or dict): a built-in family name, or
       ``{decay_type: [(regex, id), ...]}``; default: chosen by the
       backbone's class.
@@ -88,6 +92,8 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     - ``model_no_decay`` (bool): the names the backbone declares with
       ``no_weight_decay()`` / ``no_weight_decay_keywords()`` get no weight
       decay (default True).
+    - ``components`` (dict[str, float]): module path -> lr factor (> 0,
+      the longest path wins), times the lr below; never the weight decay.
     - mmengine's ``custom_keys``, ``bias_lr_mult``, ``bias_decay_mult``,
       ``norm_decay_mult``, ``dwconv_decay_mult``, ``flat_decay_mult``,
       ``dcn_offset_lr_mult``, ``bypass_duplicate``.
@@ -163,47 +169,36 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         # FSDP and ZeRO-3 get the same groups as a single process; called
         # directly, the FSDP units are those in `module`.
         build = self._build or _Build(checked_fsdp_shapes(module), {})
-        backbone = find_backbone(module, cfg.backbone_attr)
         all_params = [(clean_name(n), p) for n, p in module.named_parameters()]
         shapes = {n: original_shape(p, build.fsdp_shapes)
                   for n, p in all_params}
         named = {n: p for n, p in all_params if p.requires_grad}
-        head = cfg.backbone_attr + '.'
-        rel_names = [n[len(head):] for n in named if n.startswith(head)]
+        # Each tower (one backbone, or several) resolved and checked; every
+        # parameter's (tower, layer id).
+        towers = resolve_towers(module, cfg, [
+            (n, numel(shapes[n]), p.requires_grad) for n, p in all_params])
+        where = {n: locate(towers, n) for n, _ in all_params}
+        by_name = {t.name: t for t in towers}
 
-        rules, depths, source = resolve(backbone, cfg.rules, rel_names)
-        check_against_rules(cfg, rules)
-        num_layers, note = choose_num_layers(rules, depths, rel_names,
-                                             cfg.decay_type, cfg.decay_rate,
-                                             cfg.num_layers)
-        if note:
-            print_log(note, logger='current')
-        rule = rules.ids[cfg.decay_type]
-        check_layer_ids(
-            class_path(type(backbone)), source,
-            [(n[len(head):], numel(shapes[n]), p.requires_grad)
-             for n, p in all_params if n.startswith(head)],
-            lambda name: rule(name, num_layers, depths), num_layers + 1)
-
-        def layer_id_of(name: str) -> int:
-            if name.startswith(head):
-                return rule(name[len(head):], num_layers, depths)
-            return num_layers + 1
-
-        def scale_of(layer_id: int) -> float:
-            return effective_scale(cfg.decay_rate, num_layers, layer_id,
-                                   cfg.min_lr_scale)
+        def scale_of(tower: str, layer_id: int) -> float:
+            return by_name[tower].scale(layer_id, cfg.min_lr_scale)
 
         # freeze_below: out of the optimizer, requires_grad=False
-        frozen_ids = ids_below((layer_id_of(n) for n, _ in all_params),
-                               scale_of, cfg.freeze_below)
-        to_freeze = [n for n in named if layer_id_of(n) in frozen_ids]
-        check_wrapper(to_freeze, [layer_id_of(n) for n in to_freeze],
+        frozen_ids = {t.name: ids_below(
+            (i for owner, i in where.values() if owner is t),
+            partial(scale_of, t.name), cfg.freeze_below) for t in towers}
+        to_freeze = [n for n in named
+                     if where[n][1] in frozen_ids[where[n][0].name]]
+        check_wrapper(to_freeze, [where[n][1] for n in to_freeze],
                       cfg.freeze_below, build.find_unused)
         for name in to_freeze:
             named.pop(name).requires_grad_(False)
-        declared = declared_no_decay(backbone) if cfg.model_no_decay else []
-        covered = model_no_decay(declared, named, head)
+        declared = {t.attr: declared_no_decay(t.backbone)
+                    if cfg.model_no_decay else [] for t in towers}
+        covered: dict = {}
+        for tower in towers:
+            covered.update(model_no_decay(declared[tower.attr], named,
+                                          tower.prefix))
 
         custom_keys = cfg.mmengine.get('custom_keys', {})
         check_custom_keys(custom_keys, list(shapes), named)
@@ -213,47 +208,59 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         options = mmengine_options(
             dict(self.optim_wrapper_cfg, optimizer=self.optimizer_cfg),
             cfg.mmengine, module, named, shapes)
+        if cfg.components:  # lr factors of modules, weight decay untouched
+            check_components(cfg.components, list(shapes), named, [
+                clean_name(m) for m, _ in module.named_modules()])
+            options = apply_components(
+                options, ((n, id(p)) for n, p in named.items()),
+                cfg.components, self.base_lr)
+            print_log(components_note(cfg.components, named), logger='current')
         plan = plan_groups(
             (ParamInfo(n, len(shapes[n]), options.get(id(p), {}))
-             for n, p in named.items()), layer_id_of, cfg.decay_rate,
-            num_layers, self.base_lr, self.base_wd, cfg.no_decay_names,
-            cfg.min_lr_scale, covered)
+             for n, p in named.items()), lambda n: where[n][1],
+            cfg.decay_rate, towers[0].num_layers, self.base_lr, self.base_wd,
+            cfg.no_decay_names, cfg.min_lr_scale, covered,
+            lambda n: where[n][0].name, scale_of)
         params.extend(_to_param_group(g, named) for g in plan)
-        build.found.update(family=rules.name, num_layers=num_layers)
+        build.found.update(family=towers[0].rules.name,
+                           num_layers=towers[0].num_layers)
+        if len(towers) > 1 or 'towers' in self.paramwise_cfg:
+            build.found['towers'] = [t.record() for t in towers]
         if get_dist_info()[0] == 0:
-            if declared:
-                print_log(declared_note(declared, covered,
-                                        cfg.backbone_attr), logger='current')
+            for tower in towers:
+                if declared[tower.attr]:
+                    print_log(declared_note(declared[tower.attr], covered,
+                                            tower.attr), logger='current')
             # What the groups do not show: ids with nothing trainable (by
             # freeze_below, or frozen in the model), and groups kept apart
             # that the optimizer treats alike.
-            ids = [(n, layer_id_of(n), p.requires_grad, numel(shapes[n]))
+            ids = [(n, where[n][1], p.requires_grad, numel(shapes[n]))
                    for n, p in all_params]
-            below = freeze_note(ids, frozen_ids, scale_of, cfg.freeze_below)
-            frozen = frozen_note(
-                [(i, trainable) for n, i, trainable, _ in ids
-                 if n.startswith(head) and i not in frozen_ids],
-                getattr(backbone, 'frozen_stages', None), cfg.backbone_attr)
-            twins = twin_note([g._asdict() for g in plan], custom_keys)
-            self._report(plan, shapes, rules.name, num_layers,
-                         [below, frozen, twins])
+            notes = tower_notes(towers, [where[n][0] for n, _ in all_params],
+                                ids, frozen_ids, scale_of, cfg.freeze_below)
+            notes.append(twin_note(
+                [dict(g._asdict(), layer_id=(g.tower, g.layer_id))
+                 for g in plan], custom_keys))
+            self._report(plan, shapes, towers, notes)
+            # the first tower's layers and the head (the absolute floors
+            # of other towers' layers are not checked)
             report_schedule(runner_config('param_scheduler'),
                             {g.layer_id: g.lr_scale * self.base_lr
-                             for g in plan}, self.base_lr)
+                             for g in plan if not g.tower}, self.base_lr)
 
     def _report(self, plan: List[GroupPlan], shapes: Dict[str, Shape],
-                family: str, num_layers: int, notes: List[str]) -> None:
+                towers: List[Tower], notes: List[str]) -> None:
         rows = [
             GroupRow(g.group_name, g.layer_id, g.lr_scale, g.lr,
                      g.weight_decay, len(g.param_names),
                      sum(numel(shapes[n]) for n in g.param_names),
-                     extra=format_extra(g.extra))
+                     extra=format_extra(g.extra), tower=g.tower)
             for g in plan
         ]
-        cfg = self.layer_decay
-        log_group_table(rows, table_title(family, cfg.decay_type,
-                                          cfg.decay_rate, num_layers,
-                                          self.base_lr, self.base_wd), notes)
+        title, blocks = tower_titles([t.record() for t in towers],
+                                     self.layer_decay.decay_type,
+                                     self.base_lr, self.base_wd)
+        log_group_table(rows, title, notes, blocks)
 
 
 # In mmengine's root registry, as 'LayerDecayPluginConstructor' and, where

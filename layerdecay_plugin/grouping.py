@@ -32,7 +32,8 @@ class ParamInfo(NamedTuple):
 
 
 class GroupPlan(NamedTuple):
-    """One optimizer param group, before parameter objects are attached."""
+    """One optimizer param group, before parameter objects are attached;
+    ``tower`` is ``''`` but for a tower other than the first."""
     group_name: str
     layer_id: int
     lr_scale: float
@@ -40,6 +41,7 @@ class GroupPlan(NamedTuple):
     weight_decay: float
     param_names: List[str]
     extra: Dict[str, Any]
+    tower: str = ''
 
 
 def param_settings(options: Mapping[str, Any], default_no_decay: bool,
@@ -84,7 +86,9 @@ def plan_groups(params: Iterable[ParamInfo],
                 base_wd: float,
                 no_decay_names: Sequence[str] = NO_DECAY_NAMES,
                 min_lr_scale: Optional[float] = None,
-                no_decay_params: Collection[str] = ()
+                no_decay_params: Collection[str] = (),
+                tower_of: Optional[Callable[[str], str]] = None,
+                scale_of: Optional[Callable[[str, int], float]] = None
                 ) -> List[GroupPlan]:
     """Group trainable parameters that share a layer id and hyper-parameters.
 
@@ -97,6 +101,12 @@ def plan_groups(params: Iterable[ParamInfo],
     their names in parameter order, which is the order mmdet produces, so an
     optimizer state saved with one loads into the other.
 
+    With several towers, ``tower_of`` says which tower a parameter's id
+    counts in (``''``: the first, and the parameters outside every tower)
+    and ``scale_of`` gives the lr scale of an id in a tower; groups of
+    different towers never merge, and are named as :func:`group_names`
+    says.
+
     Args:
         params: Trainable parameters in ``named_parameters()`` order.
         layer_id_of: Maps a full parameter name to its layer id.
@@ -108,30 +118,38 @@ def plan_groups(params: Iterable[ParamInfo],
         min_lr_scale: The smallest lr scale (None: no floor).
         no_decay_params: Full names that get no weight decay (those the
             backbone declares, :mod:`.backbones.no_decay`).
+        tower_of: Maps a full parameter name to its tower; None: one tower.
+        scale_of: ``(tower, layer id) -> lr scale``, ``min_lr_scale``
+            applied; None: from ``decay_rate`` and ``num_layers``.
 
     Returns:
         list[GroupPlan]: Groups named as :func:`group_names` says.
     """
-    # key -> (layer id, settings, parameter names)
-    groups: Dict[Tuple, Tuple[int, Settings, List[str]]] = {}
+    if scale_of is None:
+        def scale_of(tower: str, layer_id: int) -> float:
+            return effective_scale(decay_rate, num_layers, layer_id,
+                                   min_lr_scale)
+    # key -> (layer id, settings, tower, parameter names)
+    groups: Dict[Tuple, Tuple[int, Settings, str, List[str]]] = {}
     for param in params:
         layer_id = layer_id_of(param.name)
+        tower = tower_of(param.name) if tower_of else ''
         setting = param_settings(
             param.options,
             is_no_decay(param.name, param.ndim, no_decay_names)
             or param.name in no_decay_params, base_lr, base_wd)
         # repr: extra values may be unhashable (lists)
-        key = (layer_id, ) + setting[:3] + (repr(setting.extra), )
+        key = (tower, layer_id) + setting[:3] + (repr(setting.extra), )
         if key not in groups:
-            groups[key] = (layer_id, setting, [])
-        groups[key][2].append(param.name)
-    names = group_names([(i, s) for i, s, _ in groups.values()], base_lr,
-                        base_wd)
+            groups[key] = (layer_id, setting, tower, [])
+        groups[key][3].append(param.name)
+    names = group_names([g[:3] for g in groups.values()], base_lr, base_wd)
     plans = []
-    for name, (layer_id, setting, members) in zip(names, groups.values()):
-        scale = effective_scale(decay_rate, num_layers, layer_id,
-                                min_lr_scale)
+    for name, (layer_id, setting, tower, members) in zip(names,
+                                                         groups.values()):
+        scale = scale_of(tower, layer_id)
         plans.append(
             GroupPlan(name, layer_id, scale, scale * setting.lr,
-                      setting.weight_decay, members, dict(setting.extra)))
+                      setting.weight_decay, members, dict(setting.extra),
+                      tower))
     return plans

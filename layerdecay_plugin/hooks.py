@@ -4,7 +4,9 @@ and the groups that trained in the run's log dir.
 mmengine's ``RuntimeInfoHook`` logs only the first param group's lr; with
 layer decay that is the stem's. This hook adds one ``layer_{id}_lr`` scalar
 per layer id (or only the lowest and highest), which the ``LoggerHook``
-prints and sends to every visualizer backend (TensorBoard, local, ...).
+prints and sends to every visualizer backend (TensorBoard, local, ...);
+with several towers, the layers of each tower but the first are
+``{tower}.layer_{id}_lr`` (``groupnames``).
 When training starts (after any resume) it writes ``layer_decay.json`` next
 to the log: what the summary of the run reads. An optimizer without
 layer-decay groups gets a warning then, with the reason
@@ -20,7 +22,7 @@ from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS
 
-from .groupnames import group_layer_id, layer_lr_scalar
+from .groupnames import layer_lr_scalar, parse_group_name
 from .registry import NAME, constructor_problem, registered
 from .report import group_data, record_title
 from .resume import record_of
@@ -32,8 +34,29 @@ from .sharding import checked_fsdp_shapes, numel, original_shape
 RUN_FILE = 'layer_decay.json'
 
 
+def tower_lrs(param_groups) -> Dict[str, Dict[int, float]]:
+    """lr of each layer id of each tower, taken from the first group of
+    that id.
+
+    Args:
+        param_groups: An optimizer's ``param_groups``.
+
+    Returns:
+        dict: tower (``''``: the first, whose ids hold the head's) ->
+        layer id -> lr, towers in order of their first group, ids sorted.
+    """
+    lrs: Dict[str, Dict[int, float]] = {}
+    for group in param_groups:
+        name = parse_group_name(group.get('group_name'))
+        if name is not None:
+            lrs.setdefault(name.tower, {}).setdefault(name.layer_id,
+                                                      group['lr'])
+    return {t: dict(sorted(ids.items())) for t, ids in lrs.items()}
+
+
 def layer_lrs(param_groups) -> Dict[int, float]:
-    """lr of each layer id, taken from the first group of that id.
+    """lr of each layer id of the first tower (and the head), taken from the
+    first group of that id.
 
     Args:
         param_groups: An optimizer's ``param_groups``.
@@ -41,12 +64,7 @@ def layer_lrs(param_groups) -> Dict[int, float]:
     Returns:
         dict[int, float]: layer id -> lr, sorted by id.
     """
-    lrs: Dict[int, float] = {}
-    for group in param_groups:
-        layer_id = group_layer_id(group.get('group_name'))
-        if layer_id is not None:
-            lrs.setdefault(layer_id, group['lr'])
-    return dict(sorted(lrs.items()))
+    return tower_lrs(param_groups).get('', {})
 
 
 def run_data(optimizer, model, iteration: int) -> Dict[str, Any]:
@@ -139,8 +157,9 @@ class LayerDecayLrHook(Hook):
     Args:
         interval (int): Every how many training iterations. Defaults to 1
             (the ``LoggerHook`` decides what is printed).
-        layers (str): ``'ends'`` for the lowest and highest layer id only,
-            ``'all'`` for every layer id. Defaults to ``'ends'``.
+        layers (str): ``'ends'`` for the lowest and highest layer id only
+            (of each tower), ``'all'`` for every layer id. Defaults to
+            ``'ends'``.
     """
     priority = 'NORMAL'
 
@@ -164,7 +183,7 @@ class LayerDecayLrHook(Hook):
             return  # e.g. an OptimWrapperDict: several optimizers
         data = run_data(optimizer, runner.model, runner.iter)
         data['no_layer_decay'] = None
-        if not layer_lrs(runner.optim_wrapper.param_groups):  # as logged
+        if not tower_lrs(runner.optim_wrapper.param_groups):  # as logged
             data['no_layer_decay'] = no_layer_decay_reason(
                 runner.cfg.get('optim_wrapper'))
             print_log('LayerDecayLrHook: the optimizer has no layer-decay '
@@ -182,10 +201,11 @@ class LayerDecayLrHook(Hook):
         # Same moment RuntimeInfoHook records `lr`: the lr this step uses.
         if runner.iter % self.interval:
             return
-        lrs = layer_lrs(runner.optim_wrapper.param_groups)
-        if self.layers == 'ends' and lrs:
-            ids = sorted(lrs)
-            lrs = {i: lrs[i] for i in (ids[0], ids[-1])}
-        for layer_id, lr in lrs.items():
-            runner.message_hub.update_scalar(
-                'train/' + layer_lr_scalar(layer_id), lr)
+        for tower, lrs in tower_lrs(
+                runner.optim_wrapper.param_groups).items():
+            if self.layers == 'ends':
+                ids = sorted(lrs)
+                lrs = {i: lrs[i] for i in (ids[0], ids[-1])}
+            for layer_id, lr in lrs.items():
+                runner.message_hub.update_scalar(
+                    'train/' + layer_lr_scalar(layer_id, tower), lr)

@@ -1,15 +1,24 @@
 """A compact, one-table summary of the param groups (instead of one log
 line per parameter), ordered by layer whatever the optimizer's order: the
-rows, the title above them, and the groups as plain data (what the inspect
-command and ``LayerDecayLrHook``'s ``layer_decay.json`` hold)."""
+rows (drawn by :mod:`.table`), the title above them (and with several
+towers the sub-title of each tower's block), and the groups as plain data
+(what the inspect command and ``LayerDecayLrHook``'s ``layer_decay.json``
+hold)."""
 import logging
-from typing import (Any, Callable, Dict, Iterable, List, Mapping, NamedTuple,
-                    Optional, Sequence, Tuple, Union)
+from typing import (Any, Callable, Dict, Iterable, List, Mapping, Optional,
+                    Sequence, Tuple)
 
 from mmengine.logging import MMLogger
 
 from .config import KEY_ALIASES, parse_paramwise_cfg
-from .groupnames import group_layer_id
+from .groupnames import parse_group_name
+from .table import (MAX_WIDTH, GroupRow, format_group_table, row_order,
+                    sort_rows, wrap_lines)
+
+__all__ = ['MAX_WIDTH', 'GroupRow', 'GroupTableFilter', 'STANDARD_GROUP_KEYS',
+           'TITLE_START', 'format_extra', 'format_group_table', 'group_data',
+           'group_extras', 'log_group_table', 'record_blocks', 'record_title',
+           'row_order', 'sort_rows', 'table_title', 'tower_titles']
 
 # Keys every layer-decay group has (initial_lr: added by lr schedulers);
 # anything else in a group is an option that can set two otherwise
@@ -24,33 +33,6 @@ TITLE_START = 'layer decay: '
 LOG_HINT = ' (python -m layerdecay_plugin inspect CONFIG --wide shows all)'
 # The LogRecord attribute with the notes of a logged table.
 _NOTES = 'layer_decay_notes'
-
-
-class GroupRow(NamedTuple):
-    """What the report shows of one param group.
-
-    ``layer_id`` is ``'-'`` for groups without one (other constructors);
-    ``extra`` lists the group's non-standard keys (``decay_mult=0``, ...).
-    """
-    group_name: str
-    layer_id: Union[int, str]
-    lr_scale: float
-    lr: float
-    weight_decay: float
-    num_tensors: int
-    num_elements: int
-    sample: str = ''
-    extra: str = ''
-
-
-_COLUMNS = ('group', 'layer id', 'lr_scale', 'lr', 'wd',
-            '#tensors', '#elements', 'extra', 'sample parameters')
-_LEFT = ('group', 'extra', 'sample parameters')
-#: The widest a table is unless asked for in full (``wide``).
-MAX_WIDTH = 120
-# Narrowest useful sample and group cells, '...' included.
-_MIN_SAMPLE = 20
-_MIN_GROUP = 12
 
 
 def format_extra(options: Mapping[str, Any]) -> str:
@@ -89,150 +71,6 @@ def group_extras(group: Mapping[str, Any],
     }
 
 
-def row_order(layer_id: Any, weight_decay: float) -> tuple:
-    """Sort key of a group: layer 0 first, the head last, groups without a
-    layer id (other constructors) after them; within a layer, groups with
-    weight decay before those without."""
-    has_id = isinstance(layer_id, int)
-    return (not has_id, layer_id if has_id else 0, weight_decay == 0)
-
-
-def sort_rows(rows: Iterable[GroupRow]) -> List[GroupRow]:
-    """Rows ordered by layer id, decay before no-decay; stable otherwise.
-
-    Only the table is sorted: the optimizer keeps mmdet's group order, which
-    its saved state depends on.
-    """
-    return sorted(rows, key=lambda r: row_order(r.layer_id, r.weight_decay))
-
-
-def format_group_table(rows: Iterable[GroupRow],
-                       title: str = '',
-                       samples: bool = False,
-                       notes: Sequence[str] = (),
-                       wide: bool = False,
-                       hint: str = '') -> str:
-    """Render param groups as a plain ASCII table, ordered by layer.
-
-    Plain string formatting on purpose: rich's renderer took ~30x the time
-    of building the optimizer itself on a ConvNeXt-XL detector, and this
-    table is built on every training start.
-
-    Args:
-        rows: One row per group, in any order (see :func:`sort_rows`).
-        title: Optional title line(s).
-        samples: Add a column with a sample of parameter names.
-        notes: Lines under the table (frozen ids, groups kept apart).
-        wide: Every column in full, however wide.
-        hint: Where the full table is, for the note that says what was
-            left out (e.g. ``' (--wide shows them)'``).
-
-    Returns:
-        str: The table, ASCII only, suitable for log files. The ``extra``
-        column appears only when some group has extra options. Unless
-        ``wide``, every line is at most :data:`MAX_WIDTH` characters (bar
-        a title part without ``', '`` to break at): sample names are
-        shortened, then the ``extra`` column and the sample names left out,
-        then group names shortened, and a last note says so.
-    """
-    rows = sort_rows(rows)
-    shown = [
-        c for c in _COLUMNS
-        if (c != 'extra' or any(r.extra for r in rows)) and (
-            c != 'sample parameters' or samples)
-    ]
-    cells: List[Dict[str, str]] = [
-        dict(zip(_COLUMNS,
-                 (row.group_name, str(row.layer_id), f'{row.lr_scale:.4g}',
-                  f'{row.lr:.4g}', f'{row.weight_decay:g}',
-                  str(row.num_tensors), f'{row.num_elements:,}', row.extra,
-                  row.sample))) for row in rows
-    ]
-    limit = None if wide else MAX_WIDTH
-    shown, changed = _fit(shown, cells, limit)
-    widths = [_width(c, cells) for c in shown]
-
-    def line(values: Sequence[str]) -> str:
-        return '| ' + ' | '.join(
-            v.ljust(w) if c in _LEFT else v.rjust(w)
-            for v, w, c in zip(values, widths, shown)) + ' |'
-
-    rule = '+' + '+'.join('-' * (w + 2) for w in widths) + '+'
-    out = _wrap(title.split('\n'), limit, ', ') if title else []
-    out += [rule, line(shown), rule]
-    out += [line([r[c] for c in shown]) for r in cells] + [rule]
-    if changed:
-        notes = list(notes) + [f'to fit {MAX_WIDTH} characters: {changed}'
-                               f'{hint}']
-    return '\n'.join(out + _wrap([n for n in notes if n], MAX_WIDTH, ' '))
-
-
-def _width(column: str, cells: Sequence[Mapping[str, str]]) -> int:
-    return max([len(column)] + [len(r[column]) for r in cells])
-
-
-def _table_width(shown: Sequence[str],
-                 cells: Sequence[Mapping[str, str]]) -> int:
-    return 1 + sum(_width(c, cells) + 3 for c in shown)
-
-
-def _shorten(cells: List[Dict[str, str]], column: str, width: int) -> bool:
-    """Cut the cells of a column to ``width``: the first name whole where
-    it fits (``'a, ...'``, else ``'a'``), else cut, ending ``'...'``."""
-    long = [r for r in cells if len(r[column]) > width]
-    for r in long:
-        first = r[column].split(', ')[0]
-        r[column] = next((c for c in (first + ', ...', first)
-                          if len(c) <= width), r[column][:width - 3] + '...')
-    return bool(long)
-
-
-def _fit(shown: List[str], cells: List[Dict[str, str]],
-         limit: Optional[int]) -> Tuple[List[str], str]:
-    """The columns that fit ``limit`` characters, their cells shortened in
-    place; and what changed, in words (empty: nothing)."""
-    dropped: List[str] = []
-    shortened: List[str] = []
-    if limit is None or _table_width(shown, cells) <= limit:
-        return shown, ''
-    for drop in ('extra', 'sample parameters'):
-        if 'sample parameters' in shown:
-            rest = [c for c in shown if c != 'sample parameters']
-            room = limit - _table_width(rest, cells) - 3
-            if room >= _MIN_SAMPLE:
-                if _shorten(cells, 'sample parameters', room):
-                    shortened.append('sample parameters')
-                break
-        if drop in shown:
-            shown = [c for c in shown if c != drop]
-            dropped.append(drop)
-    room = limit - _table_width(shown[1:], cells) - 3
-    if room < _width('group', cells):
-        _shorten(cells, 'group', max(room, _MIN_GROUP))
-        shortened.append('group names')
-    return shown, '; '.join(
-        f'{verb} {", ".join(what)}'
-        for verb, what in (('left out', dropped), ('shortened', shortened))
-        if what)
-
-
-def _wrap(lines: Sequence[str], limit: Optional[int], sep: str) -> List[str]:
-    """Lines longer than ``limit`` broken after ``sep``, continued with an
-    indent of two spaces; a part longer than ``limit`` stays whole."""
-    out: List[str] = []
-    for text in lines:
-        parts = text.split(sep)
-        current = parts[0]
-        for part in parts[1:]:
-            if limit is not None and len(current + sep + part) > limit:
-                out.append(current + sep.rstrip())
-                current = '  ' + part
-            else:
-                current += sep + part
-        out.append(current)
-    return out
-
-
 def table_title(family: str, decay_type: str, decay_rate: float,
                 num_layers: Optional[int], base_lr: float,
                 base_wd: float) -> str:
@@ -242,6 +80,64 @@ def table_title(family: str, decay_type: str, decay_rate: float,
             f'{base_lr:g}, weight decay={base_wd:g}')
 
 
+def tower_titles(towers: Sequence[Mapping[str, Any]], decay_type: str,
+                 base_lr: float, base_wd: float
+                 ) -> Tuple[str, Optional[Dict[str, str]]]:
+    """The title of the table and, with several towers, the sub-title of
+    each tower's block.
+
+    Args:
+        towers: Per tower ``attr``, ``family``, ``decay_rate`` and
+            ``num_layers``, the first first.
+        decay_type: ``paramwise_cfg.decay_type``.
+        base_lr: The optimizer's lr.
+        base_wd: The optimizer's weight decay.
+
+    Returns:
+        tuple: :func:`table_title` and None for one tower; for several, a
+        title without a family and ``blocks`` for
+        ``format_group_table``: tower (``''``: the first, whose block also
+        holds the parameters outside every tower) -> ``'attr: family,
+        decay_rate=..., num_layers=...'``.
+    """
+    first = towers[0]
+    if len(towers) == 1:
+        return table_title(first['family'], decay_type, first['decay_rate'],
+                           first['num_layers'], base_lr, base_wd), None
+    blocks = {}
+    for index, tower in enumerate(towers):
+        text = (f"{tower['attr']}: {tower['family']}, decay_rate="
+                f"{tower['decay_rate']:g}, num_layers={tower['num_layers']}")
+        if not index:
+            text += (f", and layer {tower['num_layers'] + 1}: the "
+                     'parameters outside every tower')
+        blocks[tower['attr'] if index else ''] = text
+    return (f'{TITLE_START}{len(towers)} towers, {decay_type}, base lr='
+            f'{base_lr:g}, weight decay={base_wd:g}'), blocks
+
+
+def _record_titles(record: Optional[Mapping[str, Any]],
+                   settings: Optional[Mapping[str, Any]]
+                   ) -> Tuple[Optional[str], Optional[Dict[str, str]]]:
+    if not record:
+        return None, None
+    paramwise = record.get('paramwise_cfg') or {}
+    # decay_type's default lives in the config's parser
+    parsed = parse_paramwise_cfg(
+        {k: paramwise[k] for k in ('decay_rate', 'decay_type',
+                                   *KEY_ALIASES) if k in paramwise})
+    towers = [dict(t) for t in record.get('towers') or ()] or [dict(
+        attr=parsed.backbone_attr, family=record.get('family', '?'),
+        decay_rate=parsed.decay_rate,
+        num_layers=record.get('num_layers', paramwise.get('num_layers')))]
+    values = dict(lr=record['lr'], weight_decay=record['weight_decay'])
+    values.update(settings or {})
+    for key in ('decay_rate', 'num_layers'):  # the first tower's groups
+        towers[0][key] = values.get(key, towers[0][key])
+    return tower_titles(towers, parsed.decay_type, values['lr'],
+                        values['weight_decay'])
+
+
 def record_title(record: Optional[Mapping[str, Any]],
                  settings: Optional[Mapping[str, Any]] = None
                  ) -> Optional[str]:
@@ -249,31 +145,27 @@ def record_title(record: Optional[Mapping[str, Any]],
 
     Args:
         record: What ``resume.record_of(optimizer)`` gives (``paramwise_cfg``,
-            ``lr``, ``weight_decay``, ``family``, ``num_layers``), or None.
+            ``lr``, ``weight_decay``, ``family``, ``num_layers``, with
+            several towers ``towers``), or None.
         settings: Values that replace the record's: ``decay_rate``,
-            ``num_layers``, ``lr``, ``weight_decay`` (those that trained,
-            where they are not the record's).
+            ``num_layers`` (of the first tower), ``lr``, ``weight_decay``
+            (those that trained, where they are not the record's).
 
     Returns:
         str | None: The title the constructor logged above its table
-        (:func:`table_title`); None without a record (an optimizer that
+        (:func:`tower_titles`); None without a record (an optimizer that
         another constructor built).
     """
-    if not record:
-        return None
-    paramwise = record.get('paramwise_cfg') or {}
-    # decay_type's default lives in the config's parser
-    parsed = parse_paramwise_cfg(
-        {k: paramwise[k] for k in ('decay_rate', 'decay_type',
-                                   *KEY_ALIASES) if k in paramwise})
-    values = dict(decay_rate=parsed.decay_rate,
-                  num_layers=record.get('num_layers',
-                                        paramwise.get('num_layers')),
-                  lr=record['lr'], weight_decay=record['weight_decay'])
-    values.update(settings or {})
-    return table_title(record.get('family', '?'), parsed.decay_type,
-                       values['decay_rate'], values['num_layers'],
-                       values['lr'], values['weight_decay'])
+    return _record_titles(record, settings)[0]
+
+
+def record_blocks(record: Optional[Mapping[str, Any]],
+                  settings: Optional[Mapping[str, Any]] = None
+                  ) -> Optional[Dict[str, str]]:
+    """The sub-titles of the towers' blocks the constructor logged
+    (:func:`tower_titles`), from the same arguments as
+    :func:`record_title`; None for one tower or without a record."""
+    return _record_titles(record, settings)[1]
 
 
 def group_data(param_groups: Sequence[Mapping[str, Any]],
@@ -291,12 +183,16 @@ def group_data(param_groups: Sequence[Mapping[str, Any]],
         without one), ``layer_id`` (None for groups not named
         ``layer_{id}_...``), ``lr_scale``, ``lr``, ``initial_lr`` (where an
         lr scheduler set it), ``weight_decay``, ``num_tensors``,
-        ``num_elements`` and ``extra`` (:func:`group_extras`).
+        ``num_elements``, ``extra`` (:func:`group_extras`) and, for a
+        tower other than the first, ``tower`` (its attribute; the ids of
+        each tower count apart).
     """
     out = []
     for index, group in enumerate(param_groups):
         name = str(group.get('group_name', f'group_{index}'))
-        data = dict(group_name=name, layer_id=group_layer_id(name),
+        parsed = parse_group_name(name)
+        data = dict(group_name=name,
+                    layer_id=None if parsed is None else parsed.layer_id,
                     lr_scale=group.get('lr_scale', 1.0), lr=group['lr'])
         if 'initial_lr' in group:
             data['initial_lr'] = group['initial_lr']
@@ -304,25 +200,31 @@ def group_data(param_groups: Sequence[Mapping[str, Any]],
                     num_tensors=len(group['params']),
                     num_elements=sum(numel(p) for p in group['params']),
                     extra=group_extras(group, defaults))
+        if parsed is not None and parsed.tower:
+            data['tower'] = parsed.tower
         out.append(data)
     return out
 
 
 def log_group_table(rows: Iterable[GroupRow], title: str,
-                    notes: Sequence[str] = ()) -> None:
+                    notes: Sequence[str] = (),
+                    blocks: Optional[Mapping[str, str]] = None) -> None:
     """Log the table to the current mmengine logger, as one record (which
     :class:`GroupTableFilter` recognises).
 
     Args:
         rows: One row per group.
-        title: The line above the table (:func:`table_title`).
+        title: The line above the table (:func:`tower_titles`).
         notes: What the groups alone do not show (frozen ids, groups kept
             apart); empty ones are skipped.
+        blocks: With several towers, the sub-title of each tower's block
+            (:func:`tower_titles`).
     """
     notes = [n for n in notes if n]
     MMLogger.get_current_instance().log(
         logging.INFO,
-        '\n' + format_group_table(rows, title, notes=notes, hint=LOG_HINT),
+        '\n' + format_group_table(rows, title, notes=notes, hint=LOG_HINT,
+                                  blocks=blocks),
         extra={_NOTES: notes})
 
 
@@ -338,6 +240,6 @@ class GroupTableFilter(logging.Filter):
         notes = getattr(record, _NOTES, None)
         if notes is None:
             return True
-        record.msg = '\n' + '\n'.join(_wrap(notes, MAX_WIDTH, ' '))
+        record.msg = '\n' + '\n'.join(wrap_lines(notes, MAX_WIDTH, ' '))
         record.args = ()
         return bool(notes)

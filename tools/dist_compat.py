@@ -135,10 +135,12 @@ def check_zero_resume() -> None:
         return
 
     def load_state_dict(self, state_dict_list, *args, **kwargs):
-        # One state per data-parallel rank, the same groups in each; an
-        # elastic checkpoint keeps no groups (a list), so nothing to check.
-        base = state_dict_list[0].get(BASE_OPTIMIZER_STATE) \
-            if state_dict_list else None
+        # One entry per data-parallel rank, the same groups in each; each
+        # rank reads only its own (the others are None) unless the
+        # checkpoint is elastic, which keeps no groups (a list): nothing
+        # to check then.
+        base = next((sd.get(BASE_OPTIMIZER_STATE)
+                     for sd in state_dict_list or () if sd), None)
         if isinstance(base, dict):
             check_load(self.optimizer, base)
         return load(self, state_dict_list, *args, **kwargs)

@@ -26,7 +26,7 @@ LAYERS: Tuple[Tuple[str, ...], ...] = (
     ('config', ),
     ('backbones', ),
     ('runner_context', 'messages', 'checks'),
-    ('options', 'grouping', 'report'),
+    ('options', 'grouping', 'table', 'report'),
     ('resume', 'registry'),
     ('constructor', 'hooks'),
     ('cli', 'summary', '__main__', '__init__'),

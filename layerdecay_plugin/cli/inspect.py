@@ -22,9 +22,10 @@ from ..checks.schedule import check_schedule
 from ..errors import LayerDecayConfigError
 from ..messages import config_warnings
 from ..registry import NAME, OWN_KEYS, SHARED_NAME, constructor_problem
-from ..report import GroupTableFilter, group_data, record_title, row_order
+from ..report import (GroupTableFilter, group_data, record_blocks,
+                      record_title, row_order)
 from ..resume import record_of
-from .render import Series, group_table, plot
+from .render import group_table, lr_per_layer, plot, tower_order
 
 HELP = ("show the lr and weight decay every layer of a config gets from "
         "its optim_wrapper's constructor")
@@ -245,22 +246,11 @@ def summarize(optimizer, model) -> Dict[str, Any]:
             params[param_name] = dict(
                 group=row['group_name'], layer_id=row['layer_id'],
                 lr=row['lr'], weight_decay=row['weight_decay'])
-    # Same order as the table: by layer, decay first, otherwise mmdet's.
-    rows.sort(key=lambda r: row_order(r['layer_id'], r['weight_decay']))
+    # Same order as the table: by tower, layer, decay first, else mmdet's.
+    towers = tower_order(rows)
+    rows.sort(key=lambda r: (towers[r.get('tower', '')], ) + row_order(
+        r['layer_id'], r['weight_decay']))
     return dict(groups=rows, params=params)
-
-
-def lr_per_layer(groups: List[dict]) -> List[Series]:
-    """What ``--plot`` draws: each group's lr at its layer id, decay and
-    no-decay groups apart."""
-    return [
-        Series(label, sorted((g['layer_id'], g['lr']) for g in groups
-                             if g['layer_id'] is not None and
-                             (g['weight_decay'] > 0) == decay),
-               line=False, marker=marker)
-        for label, marker, decay in (('weight decay', 'o', True),
-                                     ('no weight decay', 'x', False))
-    ]
 
 
 def schedule_notes(cfg, groups: List[dict], base_lr: float) -> list:
@@ -275,10 +265,11 @@ def schedule_notes(cfg, groups: List[dict], base_lr: float) -> list:
         base_lr: The optimizer's ``lr``.
 
     Returns:
-        list[Note]: Warnings and info lines; empty without layer ids.
+        list[Note]: Warnings and info lines; empty without layer ids. With
+        several towers, of the first tower's layers and the head.
     """
     lrs = {g['layer_id']: g['lr_scale'] * base_lr for g in groups
-           if g['layer_id'] is not None}
+           if g['layer_id'] is not None and not g.get('tower')}
     return check_schedule(cfg.get('param_scheduler'), sorted(lrs.items()),
                           base_lr)
 
@@ -328,7 +319,8 @@ def run(args: argparse.Namespace) -> int:
     if header:  # the line the training log has above the same table
         title += '\n' + header
     print(group_table(summary['groups'], title, samples=True,
-                      wide=args.wide))
+                      wide=args.wide,
+                      blocks=record_blocks(record_of(optimizer))))
     for note in schedule_notes(cfg, summary['groups'],
                                optimizer.defaults['lr']):
         print(f'{note.level}: {note.text}')

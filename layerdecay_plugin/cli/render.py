@@ -1,6 +1,7 @@
 """What both commands draw and print: the group table of plain group data
 (``report.format_group_table``) and one plot of lr series on a log axis."""
-from typing import Any, Mapping, NamedTuple, Optional, Sequence, Tuple
+from typing import (Any, Dict, List, Mapping, NamedTuple, Optional,
+                    Sequence, Tuple)
 
 from ..report import GroupRow, format_extra, format_group_table
 
@@ -9,7 +10,8 @@ WIDE_HINT = ' (--wide shows all; --json has every parameter)'
 
 
 def group_table(groups: Sequence[Mapping[str, Any]], title: str,
-                samples: bool = False, wide: Optional[bool] = None) -> str:
+                samples: bool = False, wide: Optional[bool] = None,
+                blocks: Optional[Mapping[str, str]] = None) -> str:
     """The group table of groups as ``report.group_data`` gives them.
 
     The lr column is the lr before the schedule (``initial_lr`` where an lr
@@ -24,6 +26,8 @@ def group_table(groups: Sequence[Mapping[str, Any]], title: str,
             most ``report.MAX_WIDTH`` characters, the note on what was left
             out pointing at ``--wide``; None: the same for a command without
             ``--wide``.
+        blocks: With several towers, the sub-title of each tower's block
+            (``report.record_blocks``).
 
     Returns:
         str: The table. The notes the constructor logs under its table
@@ -37,12 +41,37 @@ def group_table(groups: Sequence[Mapping[str, Any]], title: str,
                  g['lr_scale'], g.get('initial_lr', g['lr']),
                  g['weight_decay'], g['num_tensors'], g['num_elements'],
                  _sample(g.get('param_names', [])) if samples else '',
-                 format_extra(g['extra']))
+                 format_extra(g['extra']), g.get('tower', ''))
         for g in groups
     ]
     hint = '' if wide is None else WIDE_HINT
     return format_group_table(rows, title, samples=samples,
-                              wide=bool(wide), hint=hint)
+                              wide=bool(wide), hint=hint, blocks=blocks)
+
+
+def tower_order(groups: Sequence[Mapping[str, Any]]) -> Dict[str, int]:
+    """Tower (``''``: the first) -> its place: the first tower first, the
+    others in the order of their first group."""
+    towers = dict.fromkeys([''] + [g.get('tower', '') for g in groups])
+    return {tower: index for index, tower in enumerate(towers)}
+
+
+def lr_per_layer(groups: Sequence[Mapping[str, Any]]) -> List['Series']:
+    """What ``inspect --plot`` draws: each group's lr at its layer id,
+    decay and no-decay groups apart, and each tower apart (a tower other
+    than the first named in the legend)."""
+    series = []
+    for tower in tower_order(groups):
+        own = [g for g in groups if g['layer_id'] is not None
+               and g.get('tower', '') == tower]
+        series += [
+            Series(f'{tower}: {label}' if tower else label,
+                   sorted((g['layer_id'], g['lr']) for g in own
+                          if (g['weight_decay'] > 0) == decay),
+                   line=False, marker=marker)
+            for label, marker, decay in (('weight decay', 'o', True),
+                                         ('no weight decay', 'x', False))]
+    return series
 
 
 def _sample(names: Sequence[str]) -> str:

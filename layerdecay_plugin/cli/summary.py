@@ -4,7 +4,8 @@ get in a finished training run?
 mmengine's Runner writes each run to ``WORK_DIR/<timestamp>/``: the scalars
 of every logged iteration (``vis_data/scalars.json``, one JSON object a
 line, ``step`` = iteration, counted from 1), where ``LayerDecayLrHook`` puts
-one ``layer_{id}_lr`` scalar per layer id, and the hook's
+one ``layer_{id}_lr`` scalar per layer id (``{tower}.layer_{id}_lr`` for a
+tower other than the first), and the hook's
 ``layer_decay.json``: the groups as they were when training started, after
 any resume. This module reads those two files (never the log's text) into a
 short text summary (the group table, each layer's lr at the first logged
@@ -21,11 +22,16 @@ import re
 import sys
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
-from ..groupnames import parse_layer_lr_scalar
 from ..hooks import RUN_FILE, why_no_layer_lrs
-from ..report import record_title
+from ..report import record_blocks, record_title
 from ..resume import infer_settings
+from .lr_table import (LayerSeries, explain_log_lrs, layer_lr_series,
+                       layer_name, lr_table, tower_lr_series)
 from .render import Series, group_table, plot
+
+__all__ = ['HELP', 'HOOK_FIX', 'PNG_NAME', 'LayerSeries', 'RunFiles',
+           'SummaryError', 'add_arguments', 'find_run', 'layer_lr_series',
+           'not_as_configured', 'read_scalars', 'run', 'summarize_run']
 
 HELP = 'show what lr every layer got in a finished training run'
 #: What the picture is called, in the run's log dir.
@@ -36,9 +42,6 @@ HOOK_FIX = ("custom_hooks=[dict(type='LayerDecayLrHook', layers='all')] "
             'default_runtime has it)')
 #: The settings the groups show, compared with the record's.
 _SETTINGS = ('decay_rate', 'num_layers', 'lr', 'weight_decay')
-
-#: layer id -> [(iteration, lr)], iterations ascending.
-LayerSeries = Dict[int, List[Tuple[int, float]]]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -136,25 +139,6 @@ def read_scalars(path: str) -> List[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def layer_lr_series(scalars: List[dict]) -> LayerSeries:
-    """Every ``layer_{id}_lr`` scalar over the iterations.
-
-    Args:
-        scalars: What :func:`read_scalars` returns.
-
-    Returns:
-        dict: layer id -> [(iteration, lr)], ids and iterations ascending.
-    """
-    series: LayerSeries = {}
-    for entry in scalars:
-        for key, value in entry.items():
-            layer_id = parse_layer_lr_scalar(key)
-            if layer_id is not None:
-                series.setdefault(layer_id, []).append(
-                    (int(entry['step']), float(value)))
-    return {i: sorted(points) for i, points in sorted(series.items())}
-
-
 def not_as_configured(record: Optional[dict],
                       groups: List[dict]) -> Dict[str, Tuple[float, float]]:
     """Settings the groups that trained show but their config does not
@@ -172,7 +156,9 @@ def not_as_configured(record: Optional[dict],
         return {}
     trained = infer_settings(groups)
     paramwise = record.get('paramwise_cfg') or {}
-    configured = dict(decay_rate=paramwise.get('decay_rate'),
+    first = (record.get('towers') or [{}])[0]  # infer_settings reads it
+    configured = dict(decay_rate=first.get('decay_rate',
+                                           paramwise.get('decay_rate')),
                       num_layers=record.get('num_layers',
                                             paramwise.get('num_layers')),
                       lr=record.get('lr'),
@@ -182,83 +168,6 @@ def not_as_configured(record: Optional[dict],
         if key in trained and configured[key] is not None and
         not math.isclose(trained[key], configured[key], rel_tol=1e-5)
     }
-
-
-def layer_name(layer_id: int, head_id: int) -> str:
-    """``'3'``, ``'0 (stem)'`` or ``'7 (neck and heads)'``."""
-    if layer_id == 0:
-        return '0 (stem)'
-    if layer_id == head_id:
-        return f'{layer_id} (neck and heads)'
-    return str(layer_id)
-
-
-def _same_layer(value: Optional[float], series: LayerSeries, step: int
-                ) -> Optional[int]:
-    # The layer whose lr the scalar equals at that step, if exactly one.
-    if value is None:
-        return None
-    hits = [i for i, points in series.items()
-            if any(s == step and math.isclose(v, value, rel_tol=1e-9)
-                   for s, v in points)]
-    return hits[0] if len(hits) == 1 else None
-
-
-def _explain_log_lrs(scalars: List[dict], series: LayerSeries) -> List[str]:
-    """What the log's ``lr`` and ``base_lr`` were in this run."""
-    last = next((s for s in reversed(scalars) if 'lr' in s), None)
-    if last is None:
-        return []
-    head_id, step = max(series), int(last['step'])
-    out = []
-    for key, what in (
-            ('lr', "the optimizer's first param group's lr (mmengine logs "
-             "group 0's only)"),
-            ('base_lr', 'optimizer.lr under the schedule (mmengine adds it '
-             'for an optimizer with several groups)')):
-        if key in last:
-            layer = _same_layer(last[key], series, step)
-            same = ('' if layer is None else
-                    f': here layer {layer_name(layer, head_id)}')
-            out.append(f'  {"`" + key + "`":9} in the log is {what}{same}')
-    return out
-
-
-def _columns(series: LayerSeries) -> List[Tuple[int, str]]:
-    """(iteration, label) of the lr table: the first logged iteration, the
-    schedule's peak (the head's highest lr, first reached: a warm-up and a
-    step down can give the first and last the same lrs) and the last; each
-    iteration once."""
-    head = dict(series[max(series)])
-    steps = sorted(head)
-    peak = max(steps, key=lambda s: (head[s], -s))
-    columns = [(steps[0], f'iter {steps[0]}')]
-    if peak not in (steps[0], steps[-1]):
-        columns.append((peak, f'iter {peak} (max)'))
-    if steps[-1] != steps[0]:
-        columns.append((steps[-1], f'iter {steps[-1]}'))
-    return columns
-
-
-def _lr_table(series: LayerSeries) -> List[str]:
-    head_id = max(series)
-    columns = _columns(series)
-    width = max(len(layer_name(i, head_id)) for i in series)
-    widths = [max(11, len(label)) for _, label in columns]
-    out = ['  ' + '  '.join(['layer'.ljust(width)] + [
-        label.rjust(w) for (_, label), w in zip(columns, widths)])]
-    for layer_id, points in series.items():
-        values = dict(points)
-        # as the log prints lrs
-        cells = [(f'{values[s]:.4e}' if s in values else '-').rjust(w)
-                 for (s, _), w in zip(columns, widths)]
-        out.append('  ' + '  '.join([layer_name(layer_id, head_id).ljust(
-            width)] + cells))
-    ids = sorted(series)
-    if ids != list(range(head_id + 1)):
-        out.append(f'  (layers {ids} only: LayerDecayLrHook(layers=\'all\') '
-                   'records every layer)')
-    return out
 
 
 def _groups_part(run: RunFiles) -> Tuple[List[str], Optional[str]]:
@@ -271,6 +180,7 @@ def _groups_part(run: RunFiles) -> Tuple[List[str], Optional[str]]:
         data = json.load(f)
     record, groups = data.get('record'), data['groups']
     title = data.get('title')
+    blocks = record_blocks(record)
     out = []
     differ = not_as_configured(record, groups)
     if differ:
@@ -284,11 +194,13 @@ def _groups_part(run: RunFiles) -> Tuple[List[str], Optional[str]]:
                 "paramwise_cfg.resume_mismatch='keep_checkpoint', which "
                 "keeps the checkpoint's groups.")
         out.append('  The table and the lrs below are those that trained.')
-        title = record_title(record, {k: t for k, (t, _) in differ.items()})
+        trained = {k: t for k, (t, _) in differ.items()}
+        title = record_title(record, trained)
+        blocks = record_blocks(record, trained)
     if title is None:
         title = ("(groups of another constructor than layerdecay_plugin's: "
                  'no layer-decay settings recorded)')
-    out.append(group_table(groups, title))
+    out.append(group_table(groups, title, blocks=blocks))
     return out, title
 
 
@@ -312,7 +224,8 @@ def summarize_run(path: str, png: Optional[str] = None) -> str:
     """
     run = find_run(path)
     scalars = read_scalars(run.scalars)
-    series = layer_lr_series(scalars)
+    towers = tower_lr_series(scalars)
+    series = towers.get('', {})
     if not series:
         raise SummaryError(
             f'{run.scalars}: no layer_{{id}}_lr scalars, so no per-layer lr '
@@ -320,11 +233,12 @@ def summarize_run(path: str, png: Optional[str] = None) -> str:
                             else why_no_layer_lrs(run.groups)))
     groups, title = _groups_part(run)
     png = png or osp.join(run.log_dir, PNG_NAME)
-    head_id = max(series)
-    plot([Series(f'layer {layer_name(i, head_id)}', points,
+    plot([Series(f'{tower + ": " if tower else ""}layer '
+                 f'{layer_name(i, None if tower else max(own))}', points,
                  marker='.' if len(points) < 50 else None,
-                 shade=i / max(head_id, 1))
-          for i, points in sorted(series.items(), reverse=True)],
+                 shade=i / max(max(own), 1))
+          for tower, own in towers.items()
+          for i, points in sorted(own.items(), reverse=True)],
          png, '\n'.join(([title.splitlines()[0]] if title else []) +
                         [f'lr of each layer: {run.log_dir}']),
          'iteration', legend_outside=True)
@@ -332,8 +246,11 @@ def summarize_run(path: str, png: Optional[str] = None) -> str:
     out += groups
     out += ['', 'lr of each layer (LayerDecayLrHook) at the first logged '
             'iteration, the highest and the last:']
-    out += _lr_table(series)
-    out += _explain_log_lrs(scalars, series)
+    out += lr_table(series)
+    for tower, own in towers.items():
+        if tower:
+            out += [f'  {tower} (a tower of its own):'] + lr_table(own, False)
+    out += explain_log_lrs(scalars, series)
     out += ['',
             f'checkpoint: {run.checkpoint or "(none written)"}',
             f'log:        {run.log or "(none)"}',

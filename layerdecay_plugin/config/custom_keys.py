@@ -9,12 +9,11 @@ and nothing reads it. Here an entry's keys must be ``lr_mult``,
 groups (its constructor's arguments: ``momentum`` for SGD, ``betas`` for
 AdamW, ...). Torch-free.
 """
-import difflib
 import inspect
 from typing import Any, Collection, Dict, Mapping, Optional, Tuple
 
 from ..errors import LayerDecayConfigError
-from .values import check_mult, is_real
+from .values import check_mult, did_you_mean, is_real
 
 #: The keys mmengine itself reads from an entry.
 ENTRY_KEYS = ('lr_mult', 'decay_mult')
@@ -79,8 +78,7 @@ def parse_custom_keys(value: Any,
                 'dict(lr_mult=0.1, decay_mult=1.0).')
         for name, setting in entry.items():
             if hyper_parameters is not None and name not in valid:
-                close = difflib.get_close_matches(str(name), valid, 1)
-                hint = f'did you mean {close[0]!r}? ' if close else ''
+                hint = did_you_mean(name, valid)
                 raise LayerDecayConfigError(
                     f'{where} has unknown key {name!r} (value {setting!r}); '
                     f'{hint}an entry\'s keys are lr_mult, decay_mult or a '

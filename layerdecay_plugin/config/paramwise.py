@@ -4,7 +4,6 @@
 Every check raises :class:`LayerDecayConfigError` with a message that names
 the key, the value it got and what would be valid.
 """
-import difflib
 import math
 import warnings
 from typing import (Any, Collection, Dict, Mapping, NamedTuple, Optional,
@@ -12,13 +11,17 @@ from typing import (Any, Collection, Dict, Mapping, NamedTuple, Optional,
 
 from ..errors import LayerDecayConfigError
 from ..rules import DECAY_TYPES, NO_DECAY_NAMES, BackboneRules
+from .components import parse_components
 from .custom_keys import parse_custom_keys
 from .rules_key import RulesCfg, parse_rules
-from .values import check_mult, is_real
+from .towers import TowerCfg, parse_backbone_attr, parse_towers
+from .values import (check_decay_rate, check_mult, check_num_layers,
+                     did_you_mean, is_real)
 
 LAYER_DECAY_KEYS = ('decay_rate', 'decay_type', 'num_layers', 'backbone_attr',
                     'rules', 'no_decay_names', 'resume_mismatch',
-                    'min_lr_scale', 'freeze_below', 'model_no_decay')
+                    'min_lr_scale', 'freeze_below', 'model_no_decay',
+                    'components', 'towers')
 
 #: Other constructors' names for a key -> the plugin's: mmseg's
 #: ``LayerDecayOptimizerConstructor`` (BEiT), mmpretrain's
@@ -65,7 +68,8 @@ class LayerDecayCfg(NamedTuple):
         decay_rate: Per-layer lr decay factor (> 0).
         decay_type: ``'layer_wise'`` or ``'stage_wise'``.
         num_layers: As given, or None to infer it from the backbone.
-        backbone_attr: Dotted attribute path of the backbone in the model.
+        backbone_attr: Dotted attribute path of the backbone in the model
+            (the first tower's).
         rules: A built-in family name, compiled config rules, or None to
             pick rules by the backbone's class.
         no_decay_names: Last name components that get no weight decay.
@@ -79,6 +83,9 @@ class LayerDecayCfg(NamedTuple):
         model_no_decay: Whether the names the backbone declares with
             ``no_weight_decay()`` / ``no_weight_decay_keywords()`` get no
             weight decay.
+        components: Module path -> lr factor (never weight decay).
+        towers: Each tower's attribute, ``decay_rate``, ``num_layers`` and
+            rules (:mod:`.towers`); empty: the one backbone above.
     """
     decay_rate: float
     decay_type: str
@@ -91,6 +98,8 @@ class LayerDecayCfg(NamedTuple):
     min_lr_scale: Optional[float] = None
     freeze_below: float = 0.
     model_no_decay: bool = True
+    components: Mapping[str, float] = {}
+    towers: Tuple[TowerCfg, ...] = ()
 
 
 def aliases_used(cfg: Any) -> Dict[str, str]:
@@ -157,9 +166,8 @@ def parse_paramwise_cfg(cfg: Optional[Mapping],
     cfg = canonical_keys(cfg)
     for key in cfg:
         if key not in LAYER_DECAY_KEYS + MMENGINE_PARAMWISE_KEYS:
-            close = difflib.get_close_matches(
-                str(key), LAYER_DECAY_KEYS + MMENGINE_PARAMWISE_KEYS, 1)
-            hint = f'did you mean {close[0]!r}? ' if close else ''
+            hint = did_you_mean(key,
+                                LAYER_DECAY_KEYS + MMENGINE_PARAMWISE_KEYS)
             raise LayerDecayConfigError(
                 f'paramwise_cfg has unknown key {key!r} (value '
                 f'{cfg[key]!r}); {hint}valid keys are '
@@ -170,13 +178,8 @@ def parse_paramwise_cfg(cfg: Optional[Mapping],
             'paramwise_cfg.decay_rate is missing: set the per-layer lr '
             f'decay factor, a number > 0 (typically 0.65-0.95); e.g. '
             f'{EXAMPLE}')
-    decay_rate = cfg['decay_rate']
-    if not is_real(decay_rate) or not math.isfinite(decay_rate) \
-            or decay_rate <= 0:
-        raise LayerDecayConfigError(
-            f'paramwise_cfg.decay_rate={decay_rate!r} is invalid: it must '
-            'be a finite number > 0, typically 0.65-0.95 (values above 1 '
-            'are allowed and give earlier layers a larger lr).')
+    decay_rate = check_decay_rate('paramwise_cfg.decay_rate',
+                                  cfg['decay_rate'])
 
     decay_type = cfg.get('decay_type', 'layer_wise')
     if decay_type not in DECAY_TYPES:
@@ -184,24 +187,20 @@ def parse_paramwise_cfg(cfg: Optional[Mapping],
             f'paramwise_cfg.decay_type={decay_type!r} is invalid: use one '
             f'of {", ".join(repr(t) for t in DECAY_TYPES)}.')
 
-    num_layers = cfg.get('num_layers')
-    if num_layers is not None and (not isinstance(num_layers, int)
-                                   or isinstance(num_layers, bool)
-                                   or num_layers < 1):
-        raise LayerDecayConfigError(
-            f'paramwise_cfg.num_layers={num_layers!r} is invalid: it must '
-            'be a positive int (e.g. 6 for ConvNeXt-T, 12 for ConvNeXt-S/B/'
-            'L/XL with layer_wise), or leave it out to infer it from the '
-            'backbone.')
+    num_layers = check_num_layers('paramwise_cfg.num_layers',
+                                  cfg.get('num_layers'))
+    attrs = parse_backbone_attr(cfg.get('backbone_attr', 'backbone'))
+    rules = parse_rules(cfg.get('rules'), decay_type)
+    towers = parse_towers(attrs, cfg.get('towers'), decay_rate, num_layers,
+                          rules, decay_type)
     return LayerDecayCfg(
-        float(decay_rate), decay_type, num_layers,
-        _backbone_attr(cfg.get('backbone_attr', 'backbone')),
-        parse_rules(cfg.get('rules'), decay_type),
+        decay_rate, decay_type, num_layers, attrs[0], rules,
         _no_decay_names(cfg.get('no_decay_names', NO_DECAY_NAMES)),
         _mmengine_options(cfg, hyper_parameters, optimizer),
         _resume_mismatch(cfg.get(RESUME_MISMATCH_KEY, 'error')),
         *_scale_limits(cfg.get('min_lr_scale'), cfg.get('freeze_below', 0.)),
-        _model_no_decay(cfg.get('model_no_decay', True)))
+        _model_no_decay(cfg.get('model_no_decay', True)),
+        parse_components(cfg.get('components', {})), towers)
 
 
 def _scale_limits(floor: Any, threshold: Any) -> Tuple[Optional[float],
@@ -300,16 +299,6 @@ def check_optimizer_cfg(optimizer: Any) -> None:
             raise LayerDecayConfigError(
                 f'optim_wrapper.optimizer.{key}={value!r} is invalid: it '
                 f'must be a finite number >= 0, e.g. {key}={example}.')
-
-
-def _backbone_attr(value: Any) -> str:
-    if not isinstance(value, str) or not all(
-            part.isidentifier() for part in value.split('.')):
-        raise LayerDecayConfigError(
-            f'paramwise_cfg.backbone_attr={value!r} is invalid: give the '
-            "attribute path of the backbone in the model, e.g. 'backbone' "
-            "or 'img_backbone'.")
-    return value
 
 
 def _no_decay_names(value: Any) -> Tuple[str, ...]:

@@ -19,7 +19,9 @@ def settings_record(paramwise_cfg: Mapping,
                     lr: float,
                     weight_decay: float,
                     family: Optional[str] = None,
-                    num_layers: Optional[int] = None) -> Dict[str, Any]:
+                    num_layers: Optional[int] = None,
+                    towers: Optional[Sequence[Mapping]] = None
+                    ) -> Dict[str, Any]:
     """The settings an optimizer was built with, as plain values that any
     ``torch.load`` (also ``weights_only=True``) reads back.
 
@@ -31,13 +33,18 @@ def settings_record(paramwise_cfg: Mapping,
             the layer ids, if known.
         num_layers: The ``num_layers`` in effect (given or inferred), if
             known.
+        towers: With several towers (or ``paramwise_cfg.towers``), per
+            tower its ``attr``, ``family``, ``num_layers`` and
+            ``decay_rate`` in effect; ``family`` and ``num_layers`` are
+            then the first tower's.
 
     Returns:
         dict: ``paramwise_cfg`` (without ``resume_mismatch``, which does not
-        change the groups), ``lr`` and ``weight_decay``; ``family`` and
-        ``num_layers`` when given (for the table title of the run;
-        :func:`describe_settings` does not compare them, so records saved
-        without them compare equal).
+        change the groups), ``lr`` and ``weight_decay``; ``family``,
+        ``num_layers`` and ``towers`` when given (for the table title of the
+        run; :func:`describe_settings` does not compare them, so records
+        saved without them compare equal; a tower's ``decay_rate`` is in
+        ``paramwise_cfg``, which it compares).
     """
     cfg = {k: _plain(v) for k, v in paramwise_cfg.items()
            if k != RESUME_MISMATCH_KEY}
@@ -47,6 +54,8 @@ def settings_record(paramwise_cfg: Mapping,
         record['family'] = str(family)
     if num_layers is not None:
         record['num_layers'] = int(num_layers)
+    if towers:
+        record['towers'] = [_plain(dict(t)) for t in towers]
     return record
 
 
@@ -65,7 +74,8 @@ def infer_settings(param_groups: Sequence[Mapping]) -> Dict[str, float]:
     ``decay_rate`` from the lr scales of the two highest consecutive layer
     ids, ``num_layers`` from the highest id and its scale, ``lr`` from its
     ``initial_lr`` (else ``lr``) and scale, ``weight_decay`` as the largest
-    of the ``layer_{id}_decay`` groups.
+    of the ``layer_{id}_decay`` groups. With several towers, from the
+    groups of the first (and the head's).
 
     Args:
         param_groups: Param groups, or their state-dict form.
@@ -79,7 +89,7 @@ def infer_settings(param_groups: Sequence[Mapping]) -> Dict[str, float]:
     plain: Dict[int, Tuple[GroupName, Mapping]] = {}
     for group in param_groups:
         name = parse_group_name(group.get('group_name'))
-        if name is not None and name.suffix == '' \
+        if name is not None and name.suffix == '' and not name.tower \
                 and is_number(group.get('lr_scale')):
             plain.setdefault(name.layer_id, (name, group))
     if not plain:

@@ -1,6 +1,7 @@
 """torchrun worker of test_light_sharding.py: a toy detector under FSDP
 (use_orig_params=True, three wrap policies, with and without mmengine
-options) gets the same groups as unwrapped; use_orig_params=False is refused.
+options, with layer decay on one tower and on two) gets the same groups as
+unwrapped; use_orig_params=False is refused.
 Writes its findings to the JSON file named by argv[1] (rank 0); argv[2] is
 the device, ``cpu`` (gloo) or ``cuda`` (nccl, one GPU a process)."""
 import functools
@@ -57,6 +58,7 @@ class ToyDetector(nn.Module):
     def __init__(self):
         super().__init__()
         self.backbone = ToyBackbone()
+        self.text = ToyBackbone()  # a second tower (paramwise 'towers')
         self.head = nn.Sequential(nn.Conv2d(8, 4, 1), nn.BatchNorm2d(4))
 
 
@@ -65,6 +67,8 @@ PARAMWISE = {
     'mmengine_options': dict(
         decay_rate=0.8, flat_decay_mult=0.5, norm_decay_mult=0.,
         custom_keys={'blocks.1.fc': dict(lr_mult=2.)}),
+    'towers': dict(decay_rate=0.8, backbone_attr=['backbone', 'text'],
+                   towers=dict(text=dict(decay_rate=0.6))),
 }
 POLICIES = {
     'no_wrap': None,

@@ -101,7 +101,8 @@ def test_fsdp_groups_equal_unwrapped(tmp_path, device):
     """Toy detector under real FSDP (2 CPU ranks with gloo, or up to 2 GPUs
     with nccl): every parameter gets the unwrapped model's group, lr and
     weight decay, for three wrap policies, with mmengine's options
-    (flat_decay_mult, norm_decay_mult, custom_keys) too;
+    (flat_decay_mult, norm_decay_mult, custom_keys) too, and with a second
+    tower (its groups named after it, its own decay_rate);
     use_orig_params=False raises."""
     out = tmp_path / 'found.json'
     nproc = 2 if device == 'cpu' else min(2, torch.cuda.device_count())
@@ -111,7 +112,11 @@ def test_fsdp_groups_equal_unwrapped(tmp_path, device):
     torchrun(HERE / 'fsdp_toy_worker.py', out, device, nproc=nproc,
              timeout=300, env=env)
     found = json.loads(out.read_text())
-    for key in ('plain', 'mmengine_options'):
+    towers = found['towers/reference']
+    assert towers['text.blocks.0.fc.weight'][0] == 'text.layer_1_decay'
+    assert towers['text.blocks.0.fc.weight'][3] == pytest.approx(0.6**4)
+    assert towers['backbone.blocks.0.fc.weight'][0] == 'layer_1_decay'
+    for key in ('plain', 'mmengine_options', 'towers'):
         reference = found[f'{key}/reference']
         # the options case has groups that only the true shapes separate
         assert len({tuple(v[:3]) for v in reference.values()}) > 8
