@@ -84,7 +84,7 @@ def _ids(ids: Sequence[int]) -> str:
 
 
 def check_schedule(param_scheduler: Any, layers: Sequence[Tuple[int, float]],
-                   base_lr: float) -> List[Note]:
+                   base_lr: float, tower: str = '') -> List[Note]:
     """What the schedule's absolute values do to the layers' lrs.
 
     Args:
@@ -93,6 +93,8 @@ def check_schedule(param_scheduler: Any, layers: Sequence[Tuple[int, float]],
         layers: ``(layer id, starting lr)`` of each layer, stem first,
             the head's (highest id) last.
         base_lr: The optimizer's ``lr``.
+        tower: The tower whose layers these are, named in the notes
+            (``''``: the first tower, or the one backbone).
 
     Returns:
         list[Note]: Warnings for floors at or above a layer's starting lr,
@@ -103,6 +105,7 @@ def check_schedule(param_scheduler: Any, layers: Sequence[Tuple[int, float]],
     if len(layers) < 2:
         return notes
     layers = sorted(layers)
+    layer = f'tower {tower!r} layer' if tower else 'layer'
     stem_lr, head_lr = layers[0][1], layers[-1][1]
     for index, scheduler in enumerate(_schedulers(param_scheduler)):
         family = _family(scheduler.get('type'))
@@ -115,7 +118,7 @@ def check_schedule(param_scheduler: Any, layers: Sequence[Tuple[int, float]],
         where = (f'param_scheduler[{index}] {scheduler["type"]}'
                  f'({key}={value:g})')
         if family == 'OneCycle':
-            notes.append(_one_cycle(where, value, layers))
+            notes.append(_one_cycle(where, value, layers, layer))
             continue
         fix = (f'use {ratio_key}={value / base_lr:.3g} instead (the same '
                f'floor for an lr of {base_lr:g}, relative to each layer\'s '
@@ -126,7 +129,7 @@ def check_schedule(param_scheduler: Any, layers: Sequence[Tuple[int, float]],
         if above:
             notes.append(Note('warning', (
                 f'layer decay: {where} is an absolute floor at or above the '
-                f'starting lr of layer(s) {_ids(above)} (layer '
+                f'starting lr of {layer}(s) {_ids(above)} ({layer} '
                 f'{layers[0][0]} starts at {stem_lr:.3g}): their lr would '
                 'rise or stay flat while the others anneal, and the decay '
                 f'between them is lost. Fix: {fix}.')))
@@ -146,17 +149,17 @@ def check_schedule(param_scheduler: Any, layers: Sequence[Tuple[int, float]],
 
 
 def _one_cycle(where: str, value: float,
-               layers: Sequence[Tuple[int, float]]) -> Note:
+               layers: Sequence[Tuple[int, float]], layer: str) -> Note:
     return Note('warning', (
         f'layer decay: {where} sets every group\'s lr from one absolute '
-        f'eta_max ({value:g}), ignoring each layer\'s decayed lr: layers '
+        f'eta_max ({value:g}), ignoring each layer\'s decayed lr: {layer}s '
         f'{_ids([i for i, _ in layers])} all train at the same lr. Fix: '
         'give eta_max as a list with one value per param group (each '
         'layer\'s lr times the peak factor), or use another schedule.'))
 
 
 def report_schedule(param_scheduler: Any, lrs: Dict[int, float],
-                    base_lr: float) -> List[Note]:
+                    base_lr: float, tower: str = '') -> List[Note]:
     """:func:`check_schedule` on each layer's default starting lr, its
     warnings as ``UserWarning`` s and its info lines in the log.
 
@@ -166,11 +169,13 @@ def report_schedule(param_scheduler: Any, lrs: Dict[int, float],
         lrs: Layer id -> the layer's lr before any option (``base_lr``
             times its lr scale).
         base_lr: The optimizer's ``lr``.
+        tower: The tower of these layers (``''``: the first).
 
     Returns:
         list[Note]: What was reported.
     """
-    notes = check_schedule(param_scheduler, sorted(lrs.items()), base_lr)
+    notes = check_schedule(param_scheduler, sorted(lrs.items()), base_lr,
+                           tower)
     for note in notes:
         if note.level == 'warning':
             warnings.warn(note.text, UserWarning, stacklevel=2)

@@ -99,8 +99,11 @@ def _tower(config: TowerCfg, index: int, backbone: nn.Module, cfg: Any,
     rel_names = [n for n, _, trainable in mine if trainable]
     rules, depths, source = resolve(backbone, config.rules, rel_names)
     try:
-        check_against_rules(cfg._replace(decay_rate=config.decay_rate),
-                            rules)
+        own_rate = config.decay_rate != cfg.decay_rate
+        check_against_rules(
+            cfg._replace(decay_rate=config.decay_rate), rules,
+            tower_key(config.attr, 'decay_rate') if own_rate
+            else 'paramwise_cfg.decay_rate')
         num_layers, note = choose_num_layers(
             rules, depths, rel_names, cfg.decay_type, config.decay_rate,
             config.num_layers)

@@ -239,13 +239,16 @@ def _model_no_decay(value: Any) -> bool:
     return value
 
 
-def check_against_rules(cfg: LayerDecayCfg, rules: BackboneRules) -> None:
+def check_against_rules(cfg: LayerDecayCfg, rules: BackboneRules,
+                        rate_key: str = 'paramwise_cfg.decay_rate') -> None:
     """Check the settings against the rules the backbone got: the decay
     type must be one the rules have; a ``decay_rate`` above 1 warns.
 
     Args:
         cfg: The validated settings.
         rules: The backbone's rules.
+        rate_key: Where ``cfg.decay_rate`` was given, for the warning (a
+            tower's own ``towers[...].decay_rate``).
 
     Raises:
         LayerDecayConfigError: For a decay type the rules lack.
@@ -257,7 +260,7 @@ def check_against_rules(cfg: LayerDecayCfg, rules: BackboneRules) -> None:
             f'{" or ".join(map(repr, sorted(rules.ids)))}.')
     if cfg.decay_rate > 1:
         warnings.warn(
-            f'paramwise_cfg.decay_rate={cfg.decay_rate:g} > 1: earlier '
+            f'{rate_key}={cfg.decay_rate:g} > 1: earlier '
             'backbone layers get a larger lr than later ones and the '
             'head. Use a value < 1 for the usual layer decay.',
             UserWarning, stacklevel=3)

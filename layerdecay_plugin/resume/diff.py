@@ -172,15 +172,17 @@ def _value_lines(saved, current, renamed: Dict[str, str]) -> List[str]:
             found.append(_change('lr', old.get(lr_key), new.get(lr_key)))
         if found:
             changes.setdefault(', '.join(found), []).append(name)
-    # By layer (groups come in parameter order: a stem, then stage 1's
-    # downsampling before its blocks, ...).
+    # By tower (the first, then the others by name), then by layer (groups
+    # come in parameter order: a stem, then stage 1's downsampling before
+    # its blocks, ...).
     ordered = sorted(changes.items(), key=lambda item: _layer_key(item[1]))
     return [f'{", ".join(names)}: {change}' for change, names in ordered]
 
 
-def _layer_key(names: Sequence[str]) -> float:
+def _layer_key(names: Sequence[str]) -> Tuple[str, float]:
     parsed = parse_group_name(names[0])
-    return math.inf if parsed is None else parsed.layer_id
+    return ('', math.inf) if parsed is None \
+        else (parsed.tower, parsed.layer_id)
 
 
 def _change(key: str, old: Any, new: Any) -> str:

@@ -24,6 +24,7 @@ from layerdecay_plugin.report import (GroupRow, format_group_table,
                                       group_data, record_blocks,
                                       record_title)
 from layerdecay_plugin.resume import STATE_KEY, infer_settings, record_of
+from layerdecay_plugin.resume.diff import compare_groups
 from layerdecay_plugin.rules.bert import bert_layer_id
 from light.toys import ToyConvNeXt, ToyDetector, layer_decay_groups
 
@@ -229,6 +230,16 @@ def test_a_tower_num_layers_too_small_names_the_tower_key():
             text=dict(rules='bert', num_layers=2))), OPTIMIZER)
 
 
+def test_a_tower_decay_rate_above_one_warns_under_its_own_key():
+    with pytest.warns(UserWarning) as caught:
+        layer_decay_groups(two_towers(), dict(TOWERS, towers=dict(
+            text=dict(rules='bert', decay_rate=1.5))), OPTIMIZER)
+    messages = [str(w.message) for w in caught]
+    assert any(m.startswith("paramwise_cfg.towers['text'].decay_rate=1.5 > 1")
+               for m in messages), messages
+    assert not any(m.startswith('paramwise_cfg.decay_rate=') for m in messages)
+
+
 def build(paramwise, model=None):
     return build_optim_wrapper(model or two_towers(), dict(
         type='OptimWrapper', constructor='LayerDecayPluginConstructor',
@@ -295,6 +306,34 @@ def test_resume_refuses_a_changed_tower_decay_rate():
     # tower's first here)
     found = infer_settings(changed.param_groups[::-1])
     assert (found['decay_rate'], found['num_layers']) == (0.8, 5)
+
+
+def test_resume_lists_changed_groups_tower_by_tower():
+    saved = build(TOWERS).param_groups
+    current = build(dict(TOWERS, decay_rate=0.7, towers=dict(
+        text=dict(decay_rate=0.6, rules='bert')))).param_groups
+    lines = compare_groups(saved, current).lines
+    towers = [parse_group_name(line.split(',')[0].split(':')[0]).tower
+              for line in lines]
+    # the first tower's layers, then the text tower's, not interleaved
+    assert towers == sorted(towers) and set(towers) == {'', 'text'}, lines
+
+
+def test_the_schedule_is_checked_tower_by_tower(monkeypatch):
+    import layerdecay_plugin.constructor as constructor
+    # an absolute floor above the text tower's first layer only
+    monkeypatch.setattr(constructor, 'runner_config', lambda key: [
+        dict(type='CosineAnnealingLR', eta_min=1e-4, T_max=4)])
+    with pytest.warns(UserWarning) as caught:
+        groups = build(TOWERS).param_groups
+    warned = [str(w.message) for w in caught
+              if 'CosineAnnealingLR(eta_min=0.0001)' in str(w.message)]
+    assert len(warned) == 1, warned
+    assert "starting lr of tower 'text' layer(s) 0 " in warned[0]
+    text_0 = next(g for g in groups if g['group_name'].startswith(
+        'text.layer_0_'))
+    assert text_0['lr'] < 1e-4 < min(g['lr'] for g in groups
+                                     if not g['group_name'].startswith('text.'))
 
 
 def test_the_hook_and_the_summary_name_each_tower():
