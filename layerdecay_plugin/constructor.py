@@ -92,8 +92,9 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     - ``model_no_decay`` (bool): the names the backbone declares with
       ``no_weight_decay()`` / ``no_weight_decay_keywords()`` get no weight
       decay (default True).
-    - ``components`` (dict[str, float]): module path -> lr factor (> 0,
-      the longest path wins), times the lr below; never the weight decay.
+    - ``components`` (dict): module path -> lr factor (> 0, the longest
+      path wins), or ``dict(lr_mult, decay_rate)`` to decay its
+      ``layers.<i>`` too; times the lr below; never the weight decay.
     - mmengine's ``custom_keys``, ``bias_lr_mult``, ``bias_decay_mult``,
       ``norm_decay_mult``, ``dwconv_decay_mult``, ``flat_decay_mult``,
       ``dcn_offset_lr_mult``, ``bypass_duplicate``.
@@ -213,8 +214,9 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                 clean_name(m) for m, _ in module.named_modules()])
             options = apply_components(
                 options, ((n, id(p)) for n, p in named.items()),
-                cfg.components, self.base_lr)
-            print_log(components_note(cfg.components, named), logger='current')
+                cfg.components, self.base_lr, list(shapes))
+            print_log(components_note(cfg.components, named, list(shapes)),
+                      logger='current')
         plan = plan_groups(
             (ParamInfo(n, len(shapes[n]), options.get(id(p), {}))
              for n, p in named.items()), lambda n: where[n][1],

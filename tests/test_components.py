@@ -102,3 +102,32 @@ def test_lr_is_the_product_and_weight_decay_is_unchanged(detr, built):
 def test_misuse_on_the_real_model(detr, components, message):
     with pytest.raises(LayerDecayConfigError, match=message):
         groups_of(detr, components=components)
+
+
+def test_a_decay_across_the_decoders_layers(detr, built):
+    """``dict(lr_mult, decay_rate)`` on the decoder: its 6 layers take
+    lr_mult x 0.8 ** (5 - i), on top of custom_keys and the layer scale;
+    weight decay exactly as without components."""
+    cfg, _ = detr
+    base_lr = cfg.optim_wrapper.optimizer.lr
+    custom_keys = cfg.optim_wrapper.paramwise_cfg.custom_keys
+    keys = sorted(sorted(custom_keys), key=len, reverse=True)
+    without, _ = built
+    decayed = per_param(groups_of(detr, components={
+        'decoder': dict(lr_mult=2., decay_rate=0.8)}))
+    assert sorted(decayed) == sorted(without)
+    layers = set()
+    for name, group in decayed.items():
+        assert group['weight_decay'] == without[name]['weight_decay'], name
+        factor = 1.
+        if name.startswith('decoder.layers.'):
+            layer = int(name.split('.')[2])
+            factor = 2. * 0.8**(5 - layer)
+            layers.add(layer)
+        key = winning_key(name, keys)
+        lr_mult = custom_keys[key].get('lr_mult', 1.) if key else 1.
+        expected = base_lr * lr_mult * factor * group['lr_scale']
+        assert group['lr'] == pytest.approx(expected, rel=1e-12), name
+    assert layers == set(range(6))
+    name = 'decoder.layers.0.cross_attn.sampling_offsets.weight'
+    assert decayed[name]['lr'] == pytest.approx(base_lr * 0.1 * 2 * 0.8**5)

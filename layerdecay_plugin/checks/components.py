@@ -4,22 +4,31 @@ A component is a module path (``'bbox_head'``, ``'decoder'``); a parameter
 belongs to the longest path that is its name or a prefix of it at a ``.``
 boundary, and that path's factor multiplies its lr: the lr mmengine's
 options give it (``base_lr`` where none does), before the layer-decay scale.
+A component with a ``decay_rate`` (:class:`DecayedComponent`) gives its
+``<path>.layers.<i>`` ``lr_mult * decay_rate ** (L - 1 - i)``, L being
+1 + the highest ``i`` trained, and the rest under it ``lr_mult``.
 Weight decay is never touched. Each path must give its factor to at least
 one trained parameter, else the build stops with an error that says why
 (no such module, with close paths; a module without parameters; only frozen
 parameters; every parameter taken by a longer path). Torch-free.
 """
 import difflib
+import re
 from typing import (Any, Collection, Dict, Iterable, List, Mapping,
                     Optional, Tuple)
 
-from ..config.components import COMPONENTS_KEY
+from ..config.components import (COMPONENTS_KEY, ComponentSpec,
+                                 DecayedComponent)
 from ..errors import LayerDecayConfigError
 
 _WHERE = f'optim_wrapper.paramwise_cfg.{COMPONENTS_KEY}'
 # Wrapper modules' attributes (FSDP, activation checkpointing), which no
 # config names.
 _WRAPPERS = ('_fsdp_wrapped_module', '_checkpoint_wrapped_module')
+# A layer of a component's ``layers`` (mmdet's DETR decoders), right after
+# the component's path and its ``.``.
+_LAYER = re.compile(r'layers\.(\d+)(?:\.|$)')
+_LAYERS_IN = re.compile(r'\.layers\.\d+(?=\.|$)')
 
 
 def under(name: str, path: str) -> bool:
@@ -39,10 +48,79 @@ def component_of(name: str, paths: Iterable[str]) -> Optional[str]:
     return best
 
 
+def layer_of(name: str, path: str) -> Optional[int]:
+    """The ``i`` of a parameter under ``<path>.layers.<i>``, or None
+    (``'decoder.layers.3.ffn.w'`` -> 3; ``'decoder.norm.weight'``,
+    ``'decoder.ref_point_head.layers.0.weight'`` -> None)."""
+    match = _LAYER.match(name, len(path) + 1) \
+        if name.startswith(path + '.') else None
+    return int(match.group(1)) if match else None
+
+
+def layer_counts(components: Mapping[str, ComponentSpec],
+                 names: Iterable[str]) -> Dict[str, int]:
+    """L of each decayed component: 1 + the highest ``i`` of ``names``
+    under ``<path>.layers.<i>`` (0 where there is none)."""
+    names = list(names)
+    return {path: 1 + max((i for i in (layer_of(n, path) for n in names)
+                           if i is not None), default=-1)
+            for path, spec in components.items()
+            if isinstance(spec, DecayedComponent)}
+
+
+def component_factors(components: Mapping[str, ComponentSpec],
+                      names: Iterable[str],
+                      all_names: Optional[Iterable[str]] = None
+                      ) -> Dict[str, float]:
+    """The lr factor of each of ``names`` that lies under a component.
+
+    Args:
+        components: Module path -> factor or :class:`DecayedComponent`.
+        names: Names of the trained parameters.
+        all_names: Names of all parameters, frozen ones included, whose
+            ``layers.<i>`` give a decayed component's L (as a backbone
+            counts its frozen layers); default ``names``.
+
+    Returns:
+        dict: Name -> factor: its component's factor, or for a decayed
+        component ``lr_mult * decay_rate ** (L - 1 - i)`` in its layer
+        ``i`` and ``lr_mult`` outside its layers.
+    """
+    names = list(names)
+    counts = layer_counts(components,
+                          names if all_names is None else all_names)
+    factors = {}
+    for name in names:
+        path = component_of(name, components)
+        if path is not None:
+            factors[name] = _factor_in(components[path], layer_of(name, path),
+                                       counts.get(path, 0))
+    return factors
+
+
+def _factor_in(spec: ComponentSpec, layer: Optional[int],
+               count: int) -> float:
+    if not isinstance(spec, DecayedComponent):
+        return spec
+    if layer is None:
+        return spec.lr_mult
+    return spec.lr_mult * spec.decay_rate**(count - 1 - layer)
+
+
+def shown(spec: ComponentSpec) -> str:
+    """A component's factor as the config gives it, for messages."""
+    if isinstance(spec, DecayedComponent):
+        return (f'dict(lr_mult={spec.lr_mult:g}, '
+                f'decay_rate={spec.decay_rate:g})')
+    return f'{spec:g}'
+
+
 def apply_components(options: Mapping[int, Mapping[str, Any]],
                      params: Iterable[Tuple[str, int]],
-                     components: Mapping[str, float],
-                     base_lr: float) -> Dict[int, Dict[str, Any]]:
+                     components: Mapping[str, ComponentSpec],
+                     base_lr: float,
+                     all_names: Optional[Iterable[str]] = None
+                     ) -> Dict[int, Dict[str, Any]]:
     """mmengine's per-parameter options with the component factors applied.
 
     Args:
@@ -50,32 +128,40 @@ def apply_components(options: Mapping[int, Mapping[str, Any]],
             (``id(param)``): ``lr``, ``weight_decay``, extra keys; a
             parameter without options may be missing.
         params: ``(full name, key)`` of each trainable parameter.
-        components: Module path -> lr factor (``paramwise_cfg.components``).
+        components: Module path -> lr factor or :class:`DecayedComponent`
+            (``paramwise_cfg.components``).
         base_lr: The optimizer's lr.
+        all_names: Names of all parameters, frozen ones included (they
+            count a decayed component's layers).
 
     Returns:
-        dict: A new dict of options: under a component with a factor other
-        than 1, ``lr`` is the option's lr (``base_lr`` where none was set)
-        times the factor; nothing else changes, ``weight_decay`` included.
+        dict: A new dict of options: where a parameter's factor
+        (:func:`component_factors`) is not 1, ``lr`` is the option's lr
+        (``base_lr`` where none was set) times the factor; nothing else
+        changes, ``weight_decay`` included.
     """
+    params = list(params)
+    factors = component_factors(components, (name for name, _ in params),
+                                all_names)
     result = {key: dict(value) for key, value in options.items()}
     for name, key in params:
-        path = component_of(name, components)
-        if path is None or components[path] == 1:
+        factor = factors.get(name, 1)
+        if factor == 1:
             continue
         option = result.setdefault(key, {})
-        option['lr'] = option.get('lr', base_lr) * components[path]
+        option['lr'] = option.get('lr', base_lr) * factor
     return result
 
 
-def check_components(components: Mapping[str, float],
+def check_components(components: Mapping[str, ComponentSpec],
                      all_names: Collection[str],
                      trainable_names: Collection[str],
                      module_names: Collection[str]) -> None:
-    """Refuse a component that gives its factor to no trained parameter.
+    """Refuse a component that gives its factor to no trained parameter,
+    and a ``decay_rate`` on a path without trained ``layers.<i>``.
 
     Args:
-        components: Module path -> lr factor.
+        components: Module path -> lr factor or :class:`DecayedComponent`.
         all_names: Names of all the model's parameters, frozen included.
         trainable_names: Names of the parameters the optimizer gets.
         module_names: The model's module names (``named_modules()``).
@@ -88,7 +174,7 @@ def check_components(components: Mapping[str, float],
     for path, factor in components.items():
         if counts[path]:
             continue
-        where = f'{_WHERE}[{path!r}]={factor:g}'
+        where = f'{_WHERE}[{path!r}]={shown(factor)}'
         trained = [n for n in trainable_names if under(n, path)]
         frozen = [n for n in all_names if under(n, path)]
         if trained:
@@ -117,9 +203,32 @@ def check_components(components: Mapping[str, float],
             f'{_hint(path, all_names, module_names)} A key is the full '
             'dotted path from the model, as model.named_modules() names '
             "it, e.g. 'neck' or 'bbox_head.cls_branches'.")
+    for path, count in layer_counts(components, trainable_names).items():
+        if not count:
+            _no_layers(path, components[path], trainable_names)
 
 
-def component_counts(components: Mapping[str, float],
+def _no_layers(path: str, spec: ComponentSpec,
+               trainable_names: Collection[str]) -> None:
+    inside = [n for n in trainable_names if under(n, path)]
+    parts = sorted({n[len(path) + 1:].split('.')[0]
+                    for n in inside if n != path})
+    there = (f'under it are {", ".join(parts[:8])}'
+             f'{", ..." if len(parts) > 8 else ""} (e.g. {inside[0]!r})'
+             if parts else f'{path!r} is a parameter')
+    nested = sorted({n[:m.start()] for n in inside
+                     for m in _LAYERS_IN.finditer(n)} - {path})
+    hint = (f' The model has layers.<i> under '
+            f'{" and ".join(map(repr, nested[:3]))}.' if nested else '')
+    raise LayerDecayConfigError(
+        f'{_WHERE}[{path!r}]={shown(spec)}: decay_rate decays the lr across '
+        f"'{path}.layers.<i>', but no trained parameter lies in such a "
+        f'layer: {there}.{hint} Give the decay_rate to the module whose '
+        "layers are named layers.<i> (mmdet's DETR decoders: 'decoder'), "
+        'or give the path a plain factor.')
+
+
+def component_counts(components: Mapping[str, ComponentSpec],
                      names: Iterable[str]) -> Dict[str, int]:
     """How many of ``names`` each component gives its factor to."""
     counts = dict.fromkeys(components, 0)
@@ -130,16 +239,34 @@ def component_counts(components: Mapping[str, float],
     return counts
 
 
-def components_note(components: Mapping[str, float],
-                    trainable_names: Iterable[str]) -> str:
-    """One log line: each component's factor and how many trained tensors
-    it gives it to (the groups show it as ``_lr_x{factor}``)."""
-    counts = component_counts(components, trainable_names)
-    listed = ', '.join(f'{path!r} x{factor:g} ({counts[path]} tensors)'
-                       for path, factor in components.items())
+def components_note(components: Mapping[str, ComponentSpec],
+                    trainable_names: Iterable[str],
+                    all_names: Optional[Iterable[str]] = None) -> str:
+    """One log line: each component's factor (a decayed one's layers and
+    the range of their factors) and how many trained tensors it gives it
+    to (the groups show it as ``_lr_x{factor}``)."""
+    names = list(trainable_names)
+    counts = component_counts(components, names)
+    layers = layer_counts(components,
+                          names if all_names is None else all_names)
+    listed = ', '.join(
+        f'{path!r} {_noted(path, spec, names, layers.get(path, 0))} '
+        f'({counts[path]} tensors)' for path, spec in components.items())
     return (f'layer decay: paramwise_cfg.{COMPONENTS_KEY} multiply the lr '
             f'(not the weight decay) of: {listed}; a parameter under '
             'several takes the longest path.')
+
+
+def _noted(path: str, spec: ComponentSpec, names: List[str],
+           count: int) -> str:
+    if not isinstance(spec, DecayedComponent):
+        return f'x{spec:g}'
+    trained = sorted({layer_of(n, path) for n in names} - {None})
+    if not trained:
+        return f'x{spec.lr_mult:g}, no layers.<i> to decay'
+    low, high = (_factor_in(spec, i, count) for i in (trained[0], count - 1))
+    return (f'x{spec.lr_mult:g}, layers {trained[0]}-{count - 1} decayed '
+            f'by {spec.decay_rate:g} (x{low:.3g}-x{high:.3g})')
 
 
 def _hint(path: str, all_names: Iterable[str],

@@ -4,19 +4,35 @@ A component is a module of the model named by its dotted path, as
 ``named_modules()`` names it (``'neck'``, ``'bbox_head'``,
 ``'bbox_head.cls_branches'``, ``'decoder'``). Its factor multiplies the lr
 of every trainable parameter under it and never its weight decay (which is
-what sets it apart from a ``custom_keys`` entry). Here only the key's shape
-is checked; what it matches in the model is checked when the optimizer is
+what sets it apart from a ``custom_keys`` entry). A component given as
+``dict(lr_mult=2.0, decay_rate=0.9)`` also decays the lr across its
+``layers.<i>`` (:class:`DecayedComponent`). Here only the key's shape is
+checked; what it matches in the model is checked when the optimizer is
 built (:mod:`layerdecay_plugin.checks.components`). Torch-free.
 """
 import math
 import re
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, NamedTuple, Union
 
 from ..errors import LayerDecayConfigError
-from .values import is_real
+from .values import check_decay_rate, did_you_mean, is_real
 
 #: The key in ``paramwise_cfg``.
 COMPONENTS_KEY = 'components'
+#: What a component given as a dict takes.
+COMPONENT_KEYS = ('lr_mult', 'decay_rate')
+
+
+class DecayedComponent(NamedTuple):
+    """A component whose lr decays across its layers: the parameters under
+    ``<path>.layers.<i>.`` take ``lr_mult * decay_rate ** (L - 1 - i)`` (L:
+    the number of layers), the others under the path ``lr_mult``."""
+    lr_mult: float
+    decay_rate: float
+
+
+#: What a component gives: a factor, or a factor decayed across layers.
+ComponentSpec = Union[float, DecayedComponent]
 
 _EXAMPLE = ("components={'neck': 1.0, 'bbox_head': 2.0, "
             "'decoder': 0.5}")
@@ -24,29 +40,51 @@ _EXAMPLE = ("components={'neck': 1.0, 'bbox_head': 2.0, "
 _PATTERN = re.compile(r'[\s*?^$|+()\[\]{}\\/]')
 
 
-def parse_components(value: Any) -> Dict[str, float]:
+def parse_components(value: Any) -> Dict[str, ComponentSpec]:
     """Check ``paramwise_cfg.components``.
 
     Args:
-        value: The ``components`` given: ``{module path: lr factor}``.
+        value: The ``components`` given: ``{module path: lr factor}``, a
+            factor being a number or ``dict(lr_mult=..., decay_rate=...)``
+            (``lr_mult`` 1.0 where left out).
 
     Returns:
-        dict: Module path -> factor (a float > 0), in the config's order.
+        dict: Module path -> factor (a float > 0), or a
+        :class:`DecayedComponent` for a dict with a ``decay_rate`` (a dict
+        without one gives its ``lr_mult``), in the config's order.
 
     Raises:
         LayerDecayConfigError: For anything but a dict of dotted module
-            paths to finite numbers > 0, naming the entry and the fix.
+            paths to finite numbers > 0 or such dicts, naming the entry and
+            the fix.
     """
     where = f'paramwise_cfg.{COMPONENTS_KEY}'
     if not isinstance(value, Mapping):
         raise LayerDecayConfigError(
             f'{where}={value!r} is invalid: give a dict of module path in '
             f'the model -> lr factor, e.g. {_EXAMPLE}.')
-    parsed: Dict[str, float] = {}
+    parsed: Dict[str, ComponentSpec] = {}
     for path, factor in value.items():
         _check_path(where, path, factor)
-        parsed[path] = _factor(f'{where}[{path!r}]', factor)
+        entry = f'{where}[{path!r}]'
+        parsed[path] = _decayed(entry, factor) if isinstance(
+            factor, Mapping) else _factor(entry, factor)
     return parsed
+
+
+def _decayed(where: str, spec: Mapping) -> ComponentSpec:
+    for key in spec:
+        if key not in COMPONENT_KEYS:
+            raise LayerDecayConfigError(
+                f'{where} has the unknown key {key!r} (value {spec[key]!r}); '
+                f'{did_you_mean(key, COMPONENT_KEYS)}a component given as a '
+                'dict takes lr_mult (default 1.0) and decay_rate, e.g. '
+                'dict(lr_mult=2.0, decay_rate=0.9).')
+    lr_mult = _factor(f'{where}.lr_mult', spec.get('lr_mult', 1.0))
+    if 'decay_rate' not in spec:
+        return lr_mult
+    return DecayedComponent(lr_mult, check_decay_rate(
+        f'{where}.decay_rate', spec['decay_rate']))
 
 
 def _check_path(where: str, path: Any, factor: Any) -> None:

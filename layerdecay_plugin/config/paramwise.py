@@ -83,7 +83,8 @@ class LayerDecayCfg(NamedTuple):
         model_no_decay: Whether the names the backbone declares with
             ``no_weight_decay()`` / ``no_weight_decay_keywords()`` get no
             weight decay.
-        components: Module path -> lr factor (never weight decay).
+        components: Module path -> lr factor, or a ``DecayedComponent``
+            (never weight decay).
         towers: Each tower's attribute, ``decay_rate``, ``num_layers`` and
             rules (:mod:`.towers`); empty: the one backbone above.
     """
@@ -98,7 +99,7 @@ class LayerDecayCfg(NamedTuple):
     min_lr_scale: Optional[float] = None
     freeze_below: float = 0.
     model_no_decay: bool = True
-    components: Mapping[str, float] = {}
+    components: Mapping[str, Any] = {}
     towers: Tuple[TowerCfg, ...] = ()
 
 

@@ -2,21 +2,25 @@
 touch weight decay (issue #23 item 4): the key's validation, the pure
 functions, the constructor on a toy detector composed with layer decay,
 ``custom_keys`` and mmengine's multipliers, the build-time errors, and
-resume. Torch and mmengine only."""
+resume; the dict form ``dict(lr_mult=..., decay_rate=...)`` that decays a
+component's lr across its ``layers.<i>``. Torch and mmengine only."""
 import copy
 import logging
 import math
 
 import pytest
 import torch
+import torch.nn as nn
 from mmengine.logging import MMLogger
 
 from layerdecay_plugin import LayerDecayConfigError
 from layerdecay_plugin.checks.components import (apply_components,
                                                  check_components,
+                                                 component_factors,
                                                  component_of,
-                                                 components_note)
+                                                 components_note, layer_of)
 from layerdecay_plugin.config import parse_components, parse_paramwise_cfg
+from layerdecay_plugin.config.components import DecayedComponent
 from layerdecay_plugin.registry import OWN_KEYS
 from light.test_light_resume import build as build_paramwise
 from light.toys import ToyConvNeXt, ToyDetector
@@ -281,3 +285,173 @@ def test_a_changed_factor_is_refused_on_resume(changed):
     shown = 'not set' if changed is None else repr(changed)
     assert f"paramwise_cfg.components: {{'head': 2.0}} -> {shown}" \
         in str(error.value).replace("{'head': 2}", "{'head': 2.0}")
+
+
+# ------------------------------------------ decay across a component's layers
+
+
+def test_the_dict_form_is_parsed():
+    assert parse_components({
+        'decoder': dict(lr_mult=2, decay_rate=0.9), 'neck': dict(lr_mult=3),
+        'head': {}, 'x': dict(decay_rate=1)}) == {
+            'decoder': DecayedComponent(2., .9), 'neck': 3., 'head': 1.,
+            'x': DecayedComponent(1., 1.)}
+    assert type(parse_components({'neck': dict(lr_mult=3)})['neck']) is float
+    cfg = parse_paramwise_cfg(dict(decay_rate=0.9, components={
+        'decoder': dict(decay_rate=0.8, lr_mult=0.5)}))
+    assert cfg.components == {'decoder': DecayedComponent(0.5, 0.8)}
+
+
+@pytest.mark.parametrize('value,message', [
+    (dict(lr_mult=2., decay=0.9), r"components\['decoder'\] has the unknown "
+     r"key 'decay' \(value 0.9\); did you mean 'decay_rate'\? a component "
+     'given as a dict takes lr_mult'),
+    (dict(lr_mul=2.), "unknown key 'lr_mul'.*did you mean 'lr_mult'"),
+    (dict(zzz=2.), r"unknown key 'zzz' \(value 2.0\); a component"),
+    (dict(decay_rate=0), r"components\['decoder'\].decay_rate=0 is "
+     'invalid: it must be a finite number > 0'),
+    (dict(decay_rate=-0.5), r"\.decay_rate=-0.5 is invalid"),
+    (dict(decay_rate=math.inf), r"\.decay_rate=inf is invalid"),
+    (dict(decay_rate='0.9'), r"\.decay_rate='0.9' is invalid"),
+    (dict(decay_rate=True), r"\.decay_rate=True is invalid"),
+    (dict(lr_mult=0, decay_rate=0.9), r"components\['decoder'\].lr_mult=0 "
+     'is invalid: a factor must be > 0'),
+    (dict(lr_mult=None), r"\.lr_mult=None is invalid: .*\(got NoneType\)"),
+])
+def test_misuse_of_the_dict_form(value, message):
+    with pytest.raises(LayerDecayConfigError, match=message):
+        parse_paramwise_cfg(dict(decay_rate=0.9,
+                                 components={'decoder': value}))
+
+
+LAYERED = ['decoder.layers.0.w', 'decoder.layers.0.b', 'decoder.layers.1.w',
+           'decoder.layers.2.w', 'decoder.norm.weight',
+           'decoder.ref_point_head.layers.0.weight', 'neck.w']
+
+
+def test_layer_factors_decay_towards_the_first_layer():
+    assert [layer_of(n, 'decoder') for n in LAYERED] == \
+        [0, 0, 1, 2, None, None, None]
+    assert layer_of('decoder.layers.12', 'decoder') == 12
+    assert layer_of('decoder.layers.x.w', 'decoder') is None
+    assert layer_of('decoders.layers.0.w', 'decoder') is None
+    decayed = DecayedComponent(2., 0.5)
+    assert component_factors({'decoder': decayed, 'neck': 3.}, LAYERED) == {
+        'decoder.layers.0.w': 0.5, 'decoder.layers.0.b': 0.5,
+        'decoder.layers.1.w': 1., 'decoder.layers.2.w': 2.,
+        'decoder.norm.weight': 2., 'neck.w': 3.,
+        'decoder.ref_point_head.layers.0.weight': 2.}
+    # a longer path wins and leaves L alone; L counts the trained layers
+    assert component_factors({'decoder': decayed, 'decoder.layers.2': 5.},
+                             LAYERED)['decoder.layers.0.w'] == 0.5
+    assert component_factors({'decoder': decayed},
+                             LAYERED[2:])['decoder.layers.1.w'] == 1.
+    assert component_factors({'decoder': decayed}, LAYERED[:3]) == {
+        'decoder.layers.0.w': 1., 'decoder.layers.0.b': 1.,
+        'decoder.layers.1.w': 2.}
+    # given all names (frozen layers too), L counts every layer
+    assert component_factors({'decoder': decayed}, LAYERED[:3],
+                             LAYERED)['decoder.layers.1.w'] == 1.
+    options = {1: dict(lr=0.1, weight_decay=0.5), 2: dict(weight_decay=0.)}
+    params = [('decoder.layers.0.w', 1), ('decoder.layers.1.w', 2),
+              ('decoder.layers.2.w', 3), ('decoder.norm.weight', 4)]
+    assert apply_components(options, params, {'decoder': decayed}, 1.) == {
+        1: dict(lr=0.1 * 0.5, weight_decay=0.5),
+        2: dict(weight_decay=0.), 3: dict(lr=2.), 4: dict(lr=2.)}
+
+
+@pytest.mark.parametrize('path,message', [
+    ('decoder.norm', r"components\['decoder.norm'\]=dict\(lr_mult=2, "
+     r"decay_rate=0.5\): decay_rate decays the lr across "
+     r"'decoder.norm.layers.<i>', but no trained parameter lies in such a "
+     r"layer: under it are weight \(e.g. 'decoder.norm.weight'\)\. Give the "
+     'decay_rate to the module whose layers'),
+    ('decoder.layers', r"under it are 0, 1, 2 \(e.g. 'decoder.layers.0.w'\)"
+     r"\. The model has layers.<i> under 'decoder'\."),
+    ('bbox_head', "under it are transformer .* The model has layers.<i> "
+     "under 'bbox_head.transformer.decoder'"),
+    ('neck.w', r"no trained parameter lies in such a layer: 'neck.w' is a "
+     'parameter'),
+])
+def test_a_decay_rate_without_layers_is_an_error(path, message):
+    with pytest.raises(LayerDecayConfigError, match=message):
+        names = LAYERED + ['bbox_head.transformer.decoder.layers.0.w']
+        check_components({path: DecayedComponent(2., 0.5)}, names, names, [])
+
+
+def test_the_log_line_shows_the_layers_and_their_factors():
+    note = components_note({'decoder': DecayedComponent(2., 0.5),
+                            'neck': 3.}, LAYERED)
+    assert "of: 'decoder' x2, layers 0-2 decayed by 0.5 (x0.5-x2) " \
+        "(6 tensors), 'neck' x3 (1 tensors);" in note
+    assert "'decoder' x1, layers 1-2 decayed by 0.9 (x0.9-x1)" in \
+        components_note({'decoder': DecayedComponent(1., 0.9)}, LAYERED[2:])
+
+
+class ToyDecoder(nn.Module):
+    """mmdet's DETR decoders' names: ``layers.<i>`` and a ``norm``."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(4, 4) for _ in range(3))
+        self.norm = nn.LayerNorm(4)
+
+
+def decoder_model():
+    torch.manual_seed(0)
+    model = ToyDetector(ToyConvNeXt())
+    model.decoder = ToyDecoder()
+    return model
+
+
+DECAYED = dict(decay_rate=0.8,
+               custom_keys={'decoder.layers.1': dict(lr_mult=0.1,
+                                                    decay_mult=1.)})
+
+
+def test_the_constructor_decays_the_decoders_lr_only():
+    """lr = base lr x custom_keys lr_mult x lr_mult x decay_rate ** (2 - i);
+    weight decay and layer scales exactly the run without components."""
+    without = per_param(build(decoder_model(), **DECAYED))
+    decayed = per_param(build(decoder_model(), **DECAYED, components={
+        'decoder': dict(lr_mult=2., decay_rate=0.5), 'head': 3.}))
+    assert sorted(decayed) == sorted(without)
+    expected = {'decoder.layers.0': 2 * 0.25, 'decoder.layers.1': 2 * 0.5,
+                'decoder.layers.2': 2., 'decoder.norm': 2., 'head': 3.}
+    for name, (lr, wd, scale, lr_mult) in decayed.items():
+        assert (wd, scale) == without[name][1:3], name
+        factor = next((f for p, f in expected.items()
+                       if component_of(name, [p])), 1.)
+        assert lr == pytest.approx(without[name][0] * factor, rel=1e-12)
+    assert decayed['decoder.layers.0.weight'][0] == pytest.approx(1e-3 * .5)
+    assert decayed['decoder.layers.1.weight'][:2] == (
+        pytest.approx(1e-3 * 0.1 * 1.), 0.05)
+    assert decayed['decoder.layers.2.bias'][:2] == (pytest.approx(2e-3), 0.)
+    assert decayed['decoder.norm.weight'][:2] == (pytest.approx(2e-3), 0.)
+    # a frozen last layer still counts: layer 1 keeps its factor
+    model = decoder_model()
+    model.decoder.layers[2].requires_grad_(False)
+    frozen = per_param(build(model, **DECAYED, components={
+        'decoder': dict(lr_mult=2., decay_rate=0.5)}))
+    assert 'decoder.layers.2.weight' not in frozen
+    assert frozen['decoder.layers.1.weight'][0] == \
+        pytest.approx(without['decoder.layers.1.weight'][0] * 2 * 0.5)
+    with pytest.raises(LayerDecayConfigError,
+                       match=r"components\['decoder.norm'\]=dict\(lr_mult=1"
+                       r", decay_rate=0.9\): decay_rate decays"):
+        build(decoder_model(), decay_rate=0.8,
+              components={'decoder.norm': dict(decay_rate=0.9)})
+
+
+def test_a_changed_decay_rate_is_refused_on_resume():
+    components = {'decoder': dict(lr_mult=2., decay_rate=0.5)}
+    saved = trained_state(build(decoder_model(), decay_rate=0.8,
+                                components=components))
+    build(decoder_model(), decay_rate=0.8,
+          components=components).load_state_dict(copy.deepcopy(saved))
+    with pytest.raises(LayerDecayConfigError,
+                       match=r"paramwise_cfg.components: .*'decay_rate': 0.5"
+                       r".* -> .*'decay_rate': 0.6"):
+        build(decoder_model(), decay_rate=0.8, components={
+            'decoder': dict(lr_mult=2., decay_rate=0.6)}).load_state_dict(
+                copy.deepcopy(saved))
