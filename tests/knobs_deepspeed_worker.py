@@ -11,19 +11,18 @@ the parameters DeepSpeed really steps in each, or the error of the run.
 Usage: torchrun --nproc_per_node=2 knobs_deepspeed_worker.py WORK_DIR OUT \
     [ENGINE,...]
 """
-import json
 import os
 import sys
 from typing import Optional
 
 import torch
-from mmengine.dist import get_rank
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS, RUNNERS
 
 import dist_compat
 from dist_helpers import _detector, _members
 from layerdecay_plugin import LayerDecayConfigError
+from light.dist import write_and_leave
 from light.resume_worker import config
 
 #: rules 'vit_blocks', num_layers 3: ids 0-4 have scales 0.5**(4 - id),
@@ -101,12 +100,8 @@ def runs(engine: str, work: str) -> dict:
 
 def main(work: str, out: str, engines: str = ','.join(ENGINES)) -> None:
     dist_compat.patch_deepspeed()
-    found = {e: runs(e, os.path.join(work, e)) for e in engines.split(',')}
-    with open(f'{out}.{get_rank()}.json', 'w') as f:
-        json.dump(found, f)
-    # Leave together (see tests/light/knobs_worker.py).
-    torch.distributed.barrier()
-    torch.distributed.destroy_process_group()
+    write_and_leave(
+        {e: runs(e, os.path.join(work, e)) for e in engines.split(',')}, out)
 
 
 if __name__ == '__main__':

@@ -11,6 +11,7 @@ check and agree with the registered rule on the order of blocks.
 
 Small variants at 32-64 px keep the whole file fast.
 """
+import functools
 import math
 
 import pytest
@@ -203,14 +204,7 @@ PARITY_EXCEPTIONS[('mmpretrain.ConvNeXtV2', 'stage_wise')] = \
 
 @pytest.fixture(scope='module')
 def backbones():
-    built = {}
-
-    def get(case):
-        if case not in built:
-            built[case] = build(case)
-        return built[case]
-
-    return get
+    return functools.lru_cache(maxsize=None)(build)  # each built once
 
 
 @pytest.mark.parametrize('case', sorted(CASES))

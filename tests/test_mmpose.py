@@ -23,6 +23,7 @@ ignored. Here, for each of the eight ``td-hm_ViTPose-*`` configs:
 - the typo as shipped is an error with ours, naming ``decay_mult``.
 """
 import copy
+import functools
 import warnings
 from pathlib import Path
 
@@ -115,14 +116,7 @@ def mmposes_constructor_registered():
 def mmpose_built():
     """``config name -> (model, optim_wrapper cfg)``, each built once."""
     import layerdecay_plugin  # noqa: F401
-    built = {}
-
-    def get(name):
-        if name not in built:
-            built[name] = _build(name)
-        return built[name]
-
-    return get
+    return functools.lru_cache(maxsize=None)(_build)
 
 
 def groups_of(model, optim_wrapper, constructor=None, **paramwise):

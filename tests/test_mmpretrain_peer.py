@@ -23,6 +23,7 @@ One module-scoped fixture builds each model once.
 """
 import ast
 import copy
+import functools
 import warnings
 from pathlib import Path
 
@@ -93,9 +94,11 @@ VIT_AS_MMPRETRAIN = dict(layer_wise=[
 ])
 
 
-def _build(key):
+def build_classifier(path, narrow, optim_from=None):
+    """A shipped config's classifier, narrowed (``part -> fields``), built
+    in mmpretrain's scope without init; and the optim_wrapper of that
+    config (of ``optim_from`` where given)."""
     from mmpretrain.registry import MODELS
-    path, narrow, optim_from = CONFIGS[key]
     cfg = Config.fromfile(str(CONFIGS_DIR / path))
     for part, fields in narrow.items():
         cfg.model[part].update(copy.deepcopy(fields))
@@ -114,14 +117,8 @@ def mmpretrain_built():
     import mmpretrain.engine  # noqa: F401  (mmpretrain's constructor)
     import mmpretrain.models  # noqa: F401
     import layerdecay_plugin  # noqa: F401
-    built = {}
-
-    def get(key):
-        if key not in built:
-            built[key] = _build(key)
-        return built[key]
-
-    return get
+    return functools.lru_cache(maxsize=None)(
+        lambda key: build_classifier(*CONFIGS[key]))
 
 
 def groups_of(model, optim_wrapper, constructor=None, **paramwise):

@@ -24,6 +24,7 @@ cases are rebuilt in ``tests/test_peer_unit_tests.py``.
 """
 import ast
 import copy
+import functools
 import warnings
 from pathlib import Path
 
@@ -128,13 +129,11 @@ def mmseg_built():
     import mmseg.engine.optimizers  # noqa: F401  (mmseg's constructors)
     import mmseg.models  # noqa: F401
     import layerdecay_plugin  # noqa: F401
-    built = {}
 
+    @functools.lru_cache(maxsize=None)
     def get(key):
-        if key not in built:
-            with DefaultScope.overwrite_default_scope('mmseg'):
-                built[key] = _build(key)
-        return built[key]
+        with DefaultScope.overwrite_default_scope('mmseg'):
+            return _build(key)
 
     return get
 

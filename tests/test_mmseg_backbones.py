@@ -12,6 +12,8 @@ CompVis's ``ldm`` package (docs/backbones.md).
 Each real module is built once, small (narrow channels, fewest blocks),
 and run at 64 px.
 """
+import functools
+
 import pytest
 from mmengine.registry import DefaultScope
 
@@ -105,14 +107,7 @@ def build(case):
 
 @pytest.fixture(scope='module')
 def built():
-    cache = {}
-
-    def get(case):
-        if case not in cache:
-            cache[case] = build(case)
-        return cache[case]
-
-    return get
+    return functools.lru_cache(maxsize=None)(build)  # each built once
 
 
 @pytest.mark.parametrize('case', sorted(CASES))

@@ -19,20 +19,20 @@ with layer decay), built small, with mmpretrain's constructor and ours:
 the lrs differ where docs/openmmlab.md says, the weight decays do not, and
 the log line that says how the rules were chosen names the difference.
 """
+import functools
 import logging
 import warnings
 
 import pytest
 import torch
 import torch.nn as nn
-from mmengine.config import Config
 from mmengine.logging import MMLogger
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import DefaultScope
 
 from layerdecay_plugin import LayerDecayConfigError
-from test_mmpretrain_peer import CONFIGS_DIR, OURS, THEIRS, groups_of, \
-    per_param
+from test_mmpretrain_peer import OURS, THEIRS, build_classifier, \
+    groups_of, per_param
 
 # ------------------------------------------- mmpretrain's unit-test case
 
@@ -148,12 +148,14 @@ SPARK_RESNET50 = dict(layer_wise=[
 MMPRETRAIN_MODELS = {
     'spark_resnet50': (
         'spark/benchmarks/resnet50_8xb256-coslr-300e_in1k.py',
-        dict(base_channels=8, stem_channels=8, norm_cfg=dict(type='BN')),
-        dict(in_channels=256, num_classes=10), None),
+        dict(backbone=dict(base_channels=8, stem_channels=8,
+                           norm_cfg=dict(type='BN')),
+             head=dict(in_channels=256, num_classes=10)), None),
     'hivit_tiny': (
         'hivit/hivit-tiny-p16_16xb64_in1k.py',
-        dict(arch=dict(embed_dims=48, depths=[1, 1, 10], num_heads=6),
-             img_size=32), dict(in_channels=48, num_classes=10), 0.75),
+        dict(backbone=dict(arch=dict(embed_dims=48, depths=[1, 1, 10],
+                                     num_heads=6), img_size=32),
+             head=dict(in_channels=48, num_classes=10)), 0.75),
 }
 
 
@@ -163,26 +165,18 @@ def mmpretrain_model():
     constructor)``, each built once."""
     import mmpretrain.engine  # noqa: F401
     import mmpretrain.models  # noqa: F401
-    from mmpretrain.registry import MODELS
 
     import layerdecay_plugin  # noqa: F401
-    built = {}
 
+    @functools.lru_cache(maxsize=None)
     def get(key):
-        if key not in built:
-            path, backbone, head, rate = MMPRETRAIN_MODELS[key]
-            cfg = Config.fromfile(str(CONFIGS_DIR / path))
-            cfg.model.backbone.update(backbone, init_cfg=None)
-            cfg.model.head.update(head)
-            cfg.model.pop('init_cfg', None)
-            with DefaultScope.overwrite_default_scope('mmpretrain'):
-                model = MODELS.build(cfg.model)
-            optim_wrapper = dict(cfg.optim_wrapper, constructor=THEIRS)
-            if rate:
-                optim_wrapper['paramwise_cfg'] = dict(
-                    optim_wrapper['paramwise_cfg'], layer_decay_rate=rate)
-            built[key] = model, optim_wrapper
-        return built[key]
+        path, narrow, rate = MMPRETRAIN_MODELS[key]
+        model, optim_wrapper = build_classifier(path, narrow)
+        optim_wrapper = dict(optim_wrapper, constructor=THEIRS)
+        if rate:
+            optim_wrapper['paramwise_cfg'] = dict(
+                optim_wrapper['paramwise_cfg'], layer_decay_rate=rate)
+        return model, optim_wrapper
 
     return get
 

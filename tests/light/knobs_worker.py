@@ -9,12 +9,10 @@ shard) and the optimizer's parameter names, or the error.
 
 Usage: torchrun --nproc_per_node=2 knobs_worker.py WORK_DIR OUT
 """
-import json
 import os
 import sys
 
 import torch
-from mmengine.dist import get_rank
 from mmengine.hooks import Hook
 from mmengine.registry import HOOKS, RUNNERS
 from mmengine.runner import Runner
@@ -23,6 +21,7 @@ import dist_compat
 from layerdecay_plugin import LayerDecayConfigError
 from layerdecay_plugin.sharding import clean_name
 from light.cli_toys import toy_run_cfg
+from light.dist import write_and_leave
 
 MAX_ITERS = 3
 #: num_layers=3, decay_rate=0.9: the stem's scale is 0.9**4 = 0.656, the
@@ -76,14 +75,9 @@ def train(engine: str, work_dir: str) -> dict:
 
 
 def main(work: str, out: str, engines: str = ','.join(ENGINES)) -> None:
-    found = {e: train(e, os.path.join(work, e)) for e in engines.split(',')}
-    with open(f'{out}.{get_rank()}.json', 'w') as f:
-        json.dump(found, f)
-    # Leave together: a rank that exits while the other still holds the
-    # gloo group made it abort ("terminate called without an active
-    # exception") about one run in four.
-    torch.distributed.barrier()
-    torch.distributed.destroy_process_group()
+    write_and_leave(
+        {e: train(e, os.path.join(work, e)) for e in engines.split(',')},
+        out)
 
 
 if __name__ == '__main__':
