@@ -244,13 +244,9 @@ class LayerDecayOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                 [dict(g._asdict(), layer_id=(g.tower, g.layer_id))
                  for g in plan], custom_keys))
             self._report(plan, shapes, towers, notes)
-            # each tower's layers against the head's lr (scale 1)
-            for tower in towers:
-                lrs = {g.layer_id: g.lr_scale * self.base_lr
-                       for g in plan if g.tower == tower.name}
-                lrs.setdefault(tower.num_layers + 1, self.base_lr)
-                report_schedule(runner_config('param_scheduler'), lrs,
-                                self.base_lr, tower.name)
+            report_schedule(runner_config('param_scheduler'),
+                            [(g.tower, g.layer_id, g.lr_scale)
+                             for g in plan], self.base_lr)
 
     def _report(self, plan: List[GroupPlan], shapes: Dict[str, Shape],
                 towers: List[Tower], notes: List[str]) -> None:

@@ -25,7 +25,8 @@ finds.
 import logging
 import math
 import warnings
-from typing import Any, Dict, List, Mapping, NamedTuple, Sequence, Tuple
+from typing import (Any, Dict, Iterable, List, Mapping, NamedTuple, Optional,
+                    Sequence, Tuple)
 
 from mmengine.logging import print_log
 
@@ -158,24 +159,55 @@ def _one_cycle(where: str, value: float,
         'layer\'s lr times the peak factor), or use another schedule.'))
 
 
-def report_schedule(param_scheduler: Any, lrs: Dict[int, float],
-                    base_lr: float, tower: str = '') -> List[Note]:
-    """:func:`check_schedule` on each layer's default starting lr, its
-    warnings as ``UserWarning`` s and its info lines in the log.
+def check_towers_schedule(param_scheduler: Any,
+                          groups: Iterable[Tuple[str, Optional[int], float]],
+                          base_lr: float) -> List[Note]:
+    """:func:`check_schedule` on each tower's layers, their lrs before any
+    option (``base_lr`` times the lr scale).
+
+    Args:
+        param_scheduler: The config's ``param_scheduler``.
+        groups: ``(tower, layer id, lr scale)`` of each group (tower
+            ``''``: the first, whose ids hold the head's; layer id None: a
+            group not named by layer, skipped).
+        base_lr: The optimizer's ``lr``.
+
+    Returns:
+        list[Note]: The notes of every tower, the first tower's first. A
+        tower other than the first is checked against the head's lr (scale
+        1), after its last layer.
+    """
+    towers: Dict[str, Dict[int, float]] = {}
+    for tower, layer_id, scale in groups:
+        if layer_id is not None:
+            towers.setdefault(tower, {}).setdefault(layer_id,
+                                                    scale * base_lr)
+    notes: List[Note] = []
+    for tower in sorted(towers):  # '' first
+        lrs = towers[tower]
+        if tower:
+            lrs.setdefault(max(lrs) + 1, base_lr)
+        notes += check_schedule(param_scheduler, sorted(lrs.items()),
+                                base_lr, tower)
+    return notes
+
+
+def report_schedule(param_scheduler: Any,
+                    groups: Iterable[Tuple[str, Optional[int], float]],
+                    base_lr: float) -> List[Note]:
+    """:func:`check_towers_schedule`, its warnings as ``UserWarning`` s
+    and its info lines in the log.
 
     Args:
         param_scheduler: The config's ``param_scheduler`` (None: nothing
             to check, as outside a runner).
-        lrs: Layer id -> the layer's lr before any option (``base_lr``
-            times its lr scale).
+        groups: ``(tower, layer id, lr scale)`` of each group.
         base_lr: The optimizer's ``lr``.
-        tower: The tower of these layers (``''``: the first).
 
     Returns:
         list[Note]: What was reported.
     """
-    notes = check_schedule(param_scheduler, sorted(lrs.items()), base_lr,
-                           tower)
+    notes = check_towers_schedule(param_scheduler, groups, base_lr)
     for note in notes:
         if note.level == 'warning':
             warnings.warn(note.text, UserWarning, stacklevel=2)

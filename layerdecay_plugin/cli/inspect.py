@@ -18,7 +18,7 @@ import sys
 import warnings
 from typing import Any, Dict, List, Optional
 
-from ..checks.schedule import check_schedule
+from ..checks.schedule import check_towers_schedule
 from ..errors import LayerDecayConfigError
 from ..messages import config_warnings
 from ..registry import NAME, OWN_KEYS, SHARED_NAME, constructor_problem
@@ -255,9 +255,9 @@ def summarize(optimizer, model) -> Dict[str, Any]:
 
 def schedule_notes(cfg, groups: List[dict], base_lr: float) -> list:
     """What the config's ``param_scheduler`` does to the layers' lrs:
-    :func:`~layerdecay_plugin.checks.schedule.check_schedule` on each
-    layer's lr before any option, as the constructor reports it when a
-    runner builds it.
+    :func:`~layerdecay_plugin.checks.schedule.check_towers_schedule` on
+    each tower's layers, as the constructor reports it when a runner builds
+    it.
 
     Args:
         cfg: The merged config.
@@ -265,13 +265,12 @@ def schedule_notes(cfg, groups: List[dict], base_lr: float) -> list:
         base_lr: The optimizer's ``lr``.
 
     Returns:
-        list[Note]: Warnings and info lines; empty without layer ids. With
-        several towers, of the first tower's layers and the head.
+        list[Note]: Warnings and info lines; empty without layer ids.
     """
-    lrs = {g['layer_id']: g['lr_scale'] * base_lr for g in groups
-           if g['layer_id'] is not None and not g.get('tower')}
-    return check_schedule(cfg.get('param_scheduler'), sorted(lrs.items()),
-                          base_lr)
+    return check_towers_schedule(
+        cfg.get('param_scheduler'),
+        [(g.get('tower', ''), g['layer_id'], g['lr_scale']) for g in groups],
+        base_lr)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -330,6 +330,13 @@ def test_the_schedule_is_checked_tower_by_tower(monkeypatch):
               if 'CosineAnnealingLR(eta_min=0.0001)' in str(w.message)]
     assert len(warned) == 1, warned
     assert "starting lr of tower 'text' layer(s) 0 " in warned[0]
+    # inspect says the same, from the groups as it tabulates them
+    from layerdecay_plugin.cli.inspect import schedule_notes, summarize
+    notes = schedule_notes(
+        dict(param_scheduler=[dict(type='CosineAnnealingLR', eta_min=1e-4,
+                                   T_max=4)]),
+        summarize(build(TOWERS), two_towers())['groups'], 1e-3)
+    assert [n.text for n in notes if n.level == 'warning'] == warned
     text_0 = next(g for g in groups if g['group_name'].startswith(
         'text.layer_0_'))
     assert text_0['lr'] < 1e-4 < min(g['lr'] for g in groups
