@@ -64,10 +64,16 @@ def spec_by_class(backbone: Any) -> Optional[BackboneSpec]:
         path = class_path(cls)
         spec = BACKBONES.get(path)
         if spec is not None:
-            note = DIFFERENCES.get(path)
-            return spec._replace(
-                source=f'class {path}' + (f'; {note}' if note else ''))
+            return spec._replace(source=with_difference(f'class {path}',
+                                                        path))
     return None
+
+
+def with_difference(source: str, path: str) -> str:
+    """How rules were chosen, and for a class whose own codebase's
+    constructor differs (:data:`DIFFERENCES`), how it differs."""
+    note = DIFFERENCES.get(path)
+    return f'{source}; {note}' if note else source
 
 
 def supported_backbones() -> str:

@@ -5,7 +5,7 @@ is served through that method.
 from typing import Any, Optional, Sequence
 
 from ..rules import BackboneRules
-from .classes import DIFFERENCES
+from .classes import with_difference
 from .types import BackboneSpec, class_path
 
 
@@ -26,7 +26,6 @@ def spec_by_layer_depth(backbone: Any) -> Optional[BackboneSpec]:
     rules = BackboneRules(
         f'{type(backbone).__name__} (get_layer_depth)', {'layer_wise': rule},
         lambda depths, decay_type: theirs - 2)
-    note = DIFFERENCES.get(class_path(type(backbone)))
-    return BackboneSpec(
-        rules, source=f'{type(backbone).__name__}.get_layer_depth'
-        + (f'; {note}' if note else ''))
+    return BackboneSpec(rules, source=with_difference(
+        f'{type(backbone).__name__}.get_layer_depth',
+        class_path(type(backbone))))
