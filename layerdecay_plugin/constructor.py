@@ -32,11 +32,12 @@ from .config.paramwise import ALIAS_ORIGINS
 from .grouping import GroupPlan, ParamInfo, plan_groups
 from .options import mmengine_options
 from .registry import register
-from .report import GroupRow, format_extra, log_group_table, tower_titles
+from .report import format_extra, log_group_table, tower_titles
 from .runner_context import runner_config
 from .resume import guard_resume, settings_record
 from .sharding import (Shape, checked_fsdp_shapes, clean_name, numel,
                        original_shape)
+from .table import GroupRow
 
 
 class _Build(NamedTuple):

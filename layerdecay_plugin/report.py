@@ -12,13 +12,7 @@ from mmengine.logging import MMLogger
 
 from .config import KEY_ALIASES, parse_paramwise_cfg
 from .groupnames import parse_group_name
-from .table import (MAX_WIDTH, GroupRow, format_group_table, row_order,
-                    sort_rows, wrap_lines)
-
-__all__ = ['MAX_WIDTH', 'GroupRow', 'GroupTableFilter', 'STANDARD_GROUP_KEYS',
-           'TITLE_START', 'format_extra', 'format_group_table', 'group_data',
-           'group_extras', 'log_group_table', 'record_blocks', 'record_title',
-           'row_order', 'sort_rows', 'table_title', 'tower_titles']
+from .table import MAX_WIDTH, GroupRow, format_group_table, wrap_lines
 
 # Keys every layer-decay group has (initial_lr: added by lr schedulers);
 # anything else in a group is an option that can set two otherwise

@@ -8,11 +8,12 @@ from mmengine.config import Config
 from mmengine.logging import MMLogger, print_log
 
 from conftest import MMDET_CONFIGS, build_detector, our_groups
-from layerdecay_plugin.report import (MAX_WIDTH, GroupRow, GroupTableFilter,
-                                      format_extra, format_group_table,
+from layerdecay_plugin.report import (GroupTableFilter, format_extra,
                                       group_data, group_extras,
                                       log_group_table, record_title,
-                                      sort_rows, table_title)
+                                      table_title)
+from layerdecay_plugin.table import (MAX_WIDTH, GroupRow, format_group_table,
+                                     sort_rows)
 
 SWIN = 'swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
 R50 = 'faster_rcnn/faster-rcnn_r50_fpn_1x_coco.py'

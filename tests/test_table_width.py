@@ -10,7 +10,7 @@ from mmengine.logging import MMLogger
 
 from conftest import MMDET_CONFIGS, ROOT
 from layerdecay_plugin.cli import main
-from layerdecay_plugin.report import MAX_WIDTH
+from layerdecay_plugin.table import MAX_WIDTH
 
 SWIN = MMDET_CONFIGS / 'swin' / 'mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py'
 RETINANET = MMDET_CONFIGS / 'retinanet' / 'retinanet_r50_fpn_1x_coco.py'

@@ -23,8 +23,9 @@ from ..errors import LayerDecayConfigError
 from ..messages import config_warnings
 from ..registry import NAME, OWN_KEYS, SHARED_NAME, constructor_problem
 from ..report import (GroupTableFilter, group_data, record_blocks,
-                      record_title, row_order)
+                      record_title)
 from ..resume import record_of
+from ..table import row_order
 from .render import group_table, lr_per_layer, plot, tower_order
 
 HELP = ("show the lr and weight decay every layer of a config gets from "

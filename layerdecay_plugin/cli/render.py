@@ -1,9 +1,10 @@
 """What both commands draw and print: the group table of plain group data
-(``report.format_group_table``) and one plot of lr series on a log axis."""
+(``table.format_group_table``) and one plot of lr series on a log axis."""
 from typing import (Any, Dict, List, Mapping, NamedTuple, Optional,
                     Sequence, Tuple)
 
-from ..report import GroupRow, format_extra, format_group_table
+from ..report import format_extra
+from ..table import GroupRow, format_group_table
 
 #: Where a table that was fitted has the rest.
 WIDE_HINT = ' (--wide shows all; --json has every parameter)'
@@ -23,7 +24,7 @@ def group_table(groups: Sequence[Mapping[str, Any]], title: str,
         samples: Add the first parameter names of each group (from its
             ``param_names``).
         wide: True: every column in full (``inspect --wide``); False: at
-            most ``report.MAX_WIDTH`` characters, the note on what was left
+            most ``table.MAX_WIDTH`` characters, the note on what was left
             out pointing at ``--wide``; None: the same for a command without
             ``--wide``.
         blocks: With several towers, the sub-title of each tower's block

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from layerdecay_plugin import (LayerDecayConfigError, parse_paramwise_cfg,
                                resnet_layer_id)
 from layerdecay_plugin.grouping import ParamInfo, plan_groups
-from layerdecay_plugin.report import GroupRow, format_group_table
+from layerdecay_plugin.table import GroupRow, format_group_table
 from layerdecay_plugin.rules import (convnext_layer_id, convnext_stage_id,
                                      layer_scale, swin_layer_id, vit_blocks_layer_id,
                                      vit_layer_id)

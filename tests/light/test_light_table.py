@@ -8,8 +8,8 @@ from mmengine.logging import MMLogger
 
 from layerdecay_plugin.checks.frozen import frozen_ids, frozen_note, id_ranges
 from layerdecay_plugin.checks.twins import twin_note, twin_pairs
-from layerdecay_plugin.report import (MAX_WIDTH, GroupRow, GroupTableFilter,
-                                      format_group_table, log_group_table)
+from layerdecay_plugin.report import GroupTableFilter, log_group_table
+from layerdecay_plugin.table import MAX_WIDTH, GroupRow, format_group_table
 from light.toys import ToyConvNeXt, ToyDetector, layer_decay_groups
 
 OPTIMIZER = dict(type='AdamW', lr=1e-4, weight_decay=0.05)

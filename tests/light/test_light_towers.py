@@ -20,12 +20,11 @@ from layerdecay_plugin.groupnames import (Settings, group_names,
                                           parse_lr_scalar)
 from layerdecay_plugin.grouping import ParamInfo, plan_groups
 from layerdecay_plugin.hooks import layer_lrs, tower_lrs
-from layerdecay_plugin.report import (GroupRow, format_group_table,
-                                      group_data, record_blocks,
-                                      record_title)
+from layerdecay_plugin.report import group_data, record_blocks, record_title
 from layerdecay_plugin.resume import STATE_KEY, infer_settings, record_of
 from layerdecay_plugin.resume.diff import compare_groups
 from layerdecay_plugin.rules.bert import bert_layer_id
+from layerdecay_plugin.table import GroupRow, format_group_table
 from light.toys import ToyConvNeXt, ToyDetector, layer_decay_groups
 
 OPTIMIZER = dict(type='AdamW', lr=1e-3, weight_decay=0.05)
