@@ -25,13 +25,8 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 from ..hooks import RUN_FILE, why_no_layer_lrs
 from ..report import record_blocks, record_title
 from ..resume import infer_settings
-from .lr_table import (LayerSeries, explain_log_lrs, layer_lr_series,
-                       layer_name, lr_table, tower_lr_series)
+from .lr_table import explain_log_lrs, layer_name, lr_table, tower_lr_series
 from .render import Series, group_table, plot
-
-__all__ = ['HELP', 'HOOK_FIX', 'PNG_NAME', 'LayerSeries', 'RunFiles',
-           'SummaryError', 'add_arguments', 'find_run', 'layer_lr_series',
-           'not_as_configured', 'read_scalars', 'run', 'summarize_run']
 
 HELP = 'show what lr every layer got in a finished training run'
 #: What the picture is called, in the run's log dir.

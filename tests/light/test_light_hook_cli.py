@@ -24,8 +24,8 @@ from mmengine.registry import HOOKS, DefaultScope, init_default_scope
 from mmengine.runner import Runner
 
 from layerdecay_plugin.cli import main
-from layerdecay_plugin.cli.summary import (PNG_NAME, find_run,
-                                           layer_lr_series, read_scalars,
+from layerdecay_plugin.cli.lr_table import layer_lr_series
+from layerdecay_plugin.cli.summary import (PNG_NAME, find_run, read_scalars,
                                            summarize_run)
 from layerdecay_plugin.hooks import RUN_FILE
 from layerdecay_plugin.registry import NAME
