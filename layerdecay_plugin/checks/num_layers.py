@@ -3,6 +3,7 @@ small, explained when larger than the backbone needs. Torch-free.
 """
 from typing import List, NamedTuple, Optional, Sequence
 
+from ..config.towers import tower_key
 from ..errors import LayerDecayConfigError
 from ..rules import BackboneRules, layer_scale
 
@@ -16,7 +17,8 @@ class NumLayers(NamedTuple):
 def choose_num_layers(rules: BackboneRules, depths: Sequence[int],
                       names: Sequence[str], decay_type: str,
                       decay_rate: float,
-                      num_layers: Optional[int]) -> NumLayers:
+                      num_layers: Optional[int],
+                      tower: str = '') -> NumLayers:
     """The ``num_layers`` in effect for a backbone.
 
     Args:
@@ -26,6 +28,8 @@ def choose_num_layers(rules: BackboneRules, depths: Sequence[int],
         decay_type: ``paramwise_cfg.decay_type``.
         decay_rate: ``paramwise_cfg.decay_rate``.
         num_layers: ``paramwise_cfg.num_layers``, or None to infer it.
+        tower: With several towers, the one this backbone is: the messages
+            name it and its key ``towers[...].num_layers``.
 
     Returns:
         NumLayers: The value, and the note to log (``''``: none): the
@@ -37,19 +41,22 @@ def choose_num_layers(rules: BackboneRules, depths: Sequence[int],
     """
     needed = rules.min_num_layers(depths, decay_type)
     rule = rules.ids[decay_type]
+    key = (tower_key(tower, 'num_layers') if tower else
+           'paramwise_cfg.num_layers')
+    whose = f'{tower}: ' if tower else ''
     if num_layers is None:
         counted = (f'blocks per stage {list(depths)}' if depths else
                    'the last id its rules give; they read no blocks per '
                    'stage')
         return NumLayers(needed, (
-            f'layer decay: num_layers not set, inferred {needed} for '
+            f'layer decay: {whose}num_layers not set, inferred {needed} for '
             f'{rules.name} ({decay_type}, {counted})'))
     if num_layers < needed:
         worst = max((layer_scale(decay_rate, num_layers,
                                  rule(n, num_layers, depths))
                      for n in names), default=1.)
         raise LayerDecayConfigError(
-            f'paramwise_cfg.num_layers={num_layers} is too small for '
+            f'{key}={num_layers} is too small for '
             f'this {rules.name} backbone with decay_type='
             f'{decay_type!r}: it needs num_layers >= {needed}; with '
             f'{num_layers} backbone layers would share the lr of '
@@ -74,7 +81,7 @@ def choose_num_layers(rules: BackboneRules, depths: Sequence[int],
             f'all keep the lr num_layers={needed} gives them')
     empty = f'layer ids {unused} hold no parameter; ' if unused else ''
     return NumLayers(num_layers, (
-        f'layer decay: paramwise_cfg.num_layers={num_layers} is larger than '
+        f'layer decay: {key}={num_layers} is larger than '
         f'this {rules.name} backbone needs with decay_type={decay_type!r} '
         f'({needed}): {empty}of its {len(names)} trainable parameters, '
         f'{cost}. Leave num_layers out, or set {needed}, unless you '

@@ -98,20 +98,16 @@ def _tower(config: TowerCfg, index: int, backbone: nn.Module, cfg: Any,
                                  if n.startswith(head)]
     rel_names = [n for n, _, trainable in mine if trainable]
     rules, depths, source = resolve(backbone, config.rules, rel_names)
-    try:
-        own_rate = config.decay_rate != cfg.decay_rate
-        check_against_rules(
-            cfg._replace(decay_rate=config.decay_rate), rules,
-            tower_key(config.attr, 'decay_rate') if own_rate
-            else 'paramwise_cfg.decay_rate')
-        num_layers, note = choose_num_layers(
-            rules, depths, rel_names, cfg.decay_type, config.decay_rate,
-            config.num_layers)
-    except LayerDecayConfigError as error:
-        raise LayerDecayConfigError(_in_tower(str(error), config.attr,
-                                              several)) from None
+    own_rate = config.decay_rate != cfg.decay_rate
+    check_against_rules(
+        cfg._replace(decay_rate=config.decay_rate), rules,
+        tower_key(config.attr, 'decay_rate') if own_rate
+        else 'paramwise_cfg.decay_rate')
+    num_layers, note = choose_num_layers(
+        rules, depths, rel_names, cfg.decay_type, config.decay_rate,
+        config.num_layers, config.attr if several else '')
     if note:
-        print_log(_in_tower(note, config.attr, several), logger='current')
+        print_log(note, logger='current')
     by_type = rules.ids[cfg.decay_type]
 
     def rule(name: str) -> int:
@@ -121,16 +117,6 @@ def _tower(config: TowerCfg, index: int, backbone: nn.Module, cfg: Any,
                     num_layers + 1)
     return Tower(config.attr, config.attr if index else '', backbone, rules,
                  config.decay_rate, num_layers, rule)
-
-
-def _in_tower(text: str, attr: str, several: bool) -> str:
-    """A message about one backbone, said of one of several towers: its
-    ``num_layers`` is ``towers[attr].num_layers``."""
-    if not several:
-        return text
-    return text.replace('paramwise_cfg.num_layers',
-                        tower_key(attr, 'num_layers')).replace(
-        'layer decay: num_layers', f'layer decay: {attr}: num_layers')
 
 
 def _check_disjoint(configs: Sequence[TowerCfg],
