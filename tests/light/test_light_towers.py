@@ -259,6 +259,9 @@ def test_the_table_has_one_block_per_tower(tmp_path):
              '6: the parameters outside every tower')
     second = 'text: BERT, decay_rate=0.5, num_layers=3'
     lines = text.splitlines()
+    # num_layers inferred per tower, each note naming its tower
+    assert 'layer decay: backbone: num_layers not set, inferred 5' in text
+    assert 'layer decay: text: num_layers not set, inferred 3 for BERT' in text
     start = lines.index(title)
     assert lines[start + 1] == first
     block = lines.index(second)
