@@ -15,6 +15,7 @@ them:
 from typing import Any, List, Sequence
 
 from .common import BackboneRules, _part
+from .vit import vit_min_num_layers
 
 #: Where mmdet's ``BertModel`` keeps HuggingFace's.
 MMDET_BERT_PREFIX = 'language_backbone.body.model.'
@@ -51,12 +52,7 @@ def bert_depths(backbone: Any) -> List[int]:
     return [len(model.encoder.layer)]
 
 
-def bert_min_num_layers(depths: Sequence[int], decay_type: str) -> int:
-    """One id per encoder layer for both decay types: the layer count."""
-    return sum(depths)
-
-
 BERT = BackboneRules('BERT', {
     'layer_wise': bert_layer_id,
     'stage_wise': bert_layer_id
-}, bert_min_num_layers)
+}, vit_min_num_layers)  # one id per encoder layer, both types
